@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Create or update the project virtualenv (.venv/) with the pinned OpenMMLab stack.
+#
+# Usage: tools/setup_env.sh [STAMP_FILE]
+#   Called by `make env`. STAMP_FILE (e.g. .venv/.stamp-<hash of the env inputs>) is created
+#   on success, and older .venv/.stamp-* files are removed, so make re-runs this script only
+#   when requirements/*, setup.py or this script change (or .venv is deleted).
+#
+# Environment:
+#   LCN_WHEELHOUSE  optional folder of prebuilt wheels (e.g. the mmcv 2.1.0 wheel), passed to
+#                   pip as an extra --find-links. If mmcv has to be built from source and this
+#                   folder is writable, the built wheel is saved there for next time.
+#   PYTHON          interpreter for the venv (default: python3.11; must be CPython 3.11).
+#   VENV            venv folder (default: <repo>/.venv).
+#   MAX_JOBS        parallel compile jobs for the mmcv source build (default: nproc).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PYTHON="${PYTHON:-python3.11}"
+VENV="${VENV:-$ROOT/.venv}"
+STAMP="${1:-}"
+TORCH_VERSION="2.13.0"
+MMCV_VERSION="2.1.0"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+log() { printf '[setup_env] %s\n' "$*" >&2; }
+
+# --- wheel cache --------------------------------------------------------------------------
+FIND_LINKS=()
+WHEELHOUSE=""
+if [[ -n "${LCN_WHEELHOUSE:-}" ]]; then
+    if [[ -d "$LCN_WHEELHOUSE" ]]; then
+        WHEELHOUSE="$(cd "$LCN_WHEELHOUSE" && pwd)"
+        FIND_LINKS=(--find-links "$WHEELHOUSE")
+        log "using wheel cache LCN_WHEELHOUSE=$WHEELHOUSE"
+    else
+        log "WARNING: LCN_WHEELHOUSE=$LCN_WHEELHOUSE is not a folder; ignoring it"
+    fi
+fi
+
+wheelhouse_writable() {
+    # `test -w` is not enough as root (permission bits are bypassed): really try to write.
+    [[ -n "$WHEELHOUSE" ]] || return 1
+    local probe
+    probe="$(mktemp -p "$WHEELHOUSE" .write-probe.XXXXXX 2>/dev/null)" || return 1
+    rm -f "$probe"
+}
+
+# --- venv ---------------------------------------------------------------------------------
+venv_ok() {
+    [[ -x "$VENV/bin/python" ]] &&
+        "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null
+}
+if ! venv_ok; then
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+        log "ERROR: $PYTHON is not Python 3.11 (set PYTHON=/path/to/python3.11)"
+        exit 1
+    fi
+    log "creating $VENV with $("$PYTHON" --version 2>&1)"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+pip_install() { "$VPY" -m pip install "${FIND_LINKS[@]}" "$@"; }
+
+# --- 1. torch, then build tools (two calls: torch 2.13 declares setuptools>=77, we need <70) -
+if "$VPY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    log "torch $TORCH_VERSION already installed"
+else
+    log "installing torch==$TORCH_VERSION"
+    pip_install "torch==$TORCH_VERSION"
+fi
+log "installing build tools (requirements/build.txt); a setuptools/torch conflict warning is expected"
+pip_install -r requirements/build.txt
+
+# --- 2. mmcv with compiled ops ------------------------------------------------------------
+mmcv_ok() {
+    "$VPY" - <<EOF 2>/dev/null
+import sys
+import mmcv
+from mmcv.utils import ext_loader
+ext_loader.load_ext('_ext', ['nms'])
+sys.exit(mmcv.__version__ != '$MMCV_VERSION')
+EOF
+}
+mmcv_in_wheelhouse() {
+    [[ -n "$WHEELHOUSE" ]] && compgen -G "$WHEELHOUSE/mmcv-$MMCV_VERSION-*.whl" >/dev/null
+}
+show_progress() {
+    # Keep pip -v output readable: ninja's "[n/77]" compile lines (source file only), errors,
+    # and pip's own status lines.
+    awk '
+        /\[[0-9]+\/[0-9]+\]/ { match($0, /\[[0-9]+\/[0-9]+\]/); step = substr($0, RSTART, RLENGTH);
+                               src = ""; if (match($0, /[A-Za-z0-9_]+\.(cpp|cu|cc)( |$)/))
+                                   src = substr($0, RSTART, RLENGTH);
+                               print "  mmcv build " step " " src; fflush(); next }
+        /[Ee]rror|Building wheel|Created wheel|Successfully|Saved/ { print; fflush() }
+    '
+}
+
+if mmcv_ok; then
+    log "mmcv $MMCV_VERSION with compiled ops already installed"
+else
+    if mmcv_in_wheelhouse; then
+        log "installing mmcv $MMCV_VERSION from the wheel cache"
+        pip_install --no-build-isolation --no-deps "mmcv==$MMCV_VERSION"
+    else
+        if wheelhouse_writable; then
+            WHEEL_DIR="$WHEELHOUSE"
+        else
+            WHEEL_DIR="$VENV/.mmcv-wheel"
+            mkdir -p "$WHEEL_DIR"
+        fi
+        log "building mmcv $MMCV_VERSION with ops from the PyPI sdist into $WHEEL_DIR"
+        log "  this compiles 77 C++ files: about 25 minutes on 2 cores; progress below"
+        start=$(date +%s)
+        MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+            "$VPY" -m pip wheel -v --no-build-isolation --no-deps "${FIND_LINKS[@]}" \
+            -w "$WHEEL_DIR" "mmcv==$MMCV_VERSION" 2>&1 | show_progress
+        log "mmcv build took $(( $(date +%s) - start )) s"
+        pip_install --no-build-isolation --no-deps --find-links "$WHEEL_DIR" "mmcv==$MMCV_VERSION"
+    fi
+    mmcv_ok || { log "ERROR: mmcv $MMCV_VERSION installed but its compiled ops do not load"; exit 1; }
+fi
+
+# --- 3. the rest of the stack, then lcn_mm itself (editable) ------------------------------
+log "installing mmengine/mmdet/mmseg and the runtime/optional/test requirements"
+pip_install --no-build-isolation \
+    -r requirements/mminstall.txt -r requirements/runtime.txt \
+    -r requirements/optional.txt -r requirements/tests.txt
+log "installing lcn_mm in editable mode"
+pip_install --no-build-isolation --no-deps -e .
+
+# --- 4. sanity check ----------------------------------------------------------------------
+"$VPY" - <<'EOF'
+import mmcv, mmdet, mmengine, mmseg, torch
+from mmcv.ops import nms  # noqa: F401  (needs the compiled _ext)
+import lcn_mm  # noqa: F401
+from lcn_mm.version import __version__ as lcn_version
+print(f'[setup_env] OK: torch {torch.__version__}, mmengine {mmengine.__version__}, '
+      f'mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, '
+      f'lcn_mm {lcn_version}')
+EOF
+
+if [[ -n "$STAMP" ]]; then
+    rm -f "$VENV"/.stamp-*
+    touch "$STAMP"
+fi
