@@ -63,7 +63,7 @@ if ! venv_ok; then
     "$PYTHON" -m venv "$VENV"
 fi
 VPY="$VENV/bin/python"
-pip_install() { "$VPY" -m pip install "${FIND_LINKS[@]}" "$@"; }
+pip_install() { "$VPY" -m pip install --quiet "${FIND_LINKS[@]}" "$@"; }
 
 # --- 1. torch, then build tools (two calls: torch 2.13 declares setuptools>=77, we need <70) -
 if "$VPY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
