@@ -86,7 +86,9 @@ sys.exit(mmcv.__version__ != '$MMCV_VERSION')
 EOF
 }
 mmcv_in_wheelhouse() {
-    [[ -n "$WHEELHOUSE" ]] && compgen -G "$WHEELHOUSE/mmcv-$MMCV_VERSION-*.whl" >/dev/null
+    # Ask pip itself whether the cache holds an mmcv wheel that fits this interpreter/platform.
+    [[ -n "$WHEELHOUSE" ]] && "$VPY" -m pip install --quiet --dry-run --no-index --no-deps \
+        --find-links "$WHEELHOUSE" "mmcv==$MMCV_VERSION" >/dev/null 2>&1
 }
 show_progress() {
     # Keep pip -v output readable: ninja's "[n/77]" compile lines (source file only), errors,
@@ -100,36 +102,38 @@ show_progress() {
     '
 }
 
+MMCV_READY=0
 if mmcv_ok; then
+    MMCV_READY=1
     log "mmcv $MMCV_VERSION with compiled ops already installed"
+elif mmcv_in_wheelhouse; then
+    log "mmcv $MMCV_VERSION: using the prebuilt wheel from the wheel cache"
 else
-    if mmcv_in_wheelhouse; then
-        log "installing mmcv $MMCV_VERSION from the wheel cache"
-        pip_install --no-build-isolation --no-deps "mmcv==$MMCV_VERSION"
+    if wheelhouse_writable; then
+        WHEEL_DIR="$WHEELHOUSE"
     else
-        if wheelhouse_writable; then
-            WHEEL_DIR="$WHEELHOUSE"
-        else
-            WHEEL_DIR="$VENV/.mmcv-wheel"
-            mkdir -p "$WHEEL_DIR"
-        fi
-        log "building mmcv $MMCV_VERSION with ops from the PyPI sdist into $WHEEL_DIR"
-        log "  this compiles 77 C++ files: about 25 minutes on 2 cores; progress below"
-        start=$(date +%s)
-        MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-            "$VPY" -m pip wheel -v --no-build-isolation --no-deps "${FIND_LINKS[@]}" \
-            -w "$WHEEL_DIR" "mmcv==$MMCV_VERSION" 2>&1 | show_progress
-        log "mmcv build took $(( $(date +%s) - start )) s"
-        pip_install --no-build-isolation --no-deps --find-links "$WHEEL_DIR" "mmcv==$MMCV_VERSION"
+        WHEEL_DIR="$VENV/.mmcv-wheel"
+        mkdir -p "$WHEEL_DIR"
     fi
-    mmcv_ok || { log "ERROR: mmcv $MMCV_VERSION installed but its compiled ops do not load"; exit 1; }
+    log "building mmcv $MMCV_VERSION with ops from the PyPI sdist into $WHEEL_DIR"
+    log "  this compiles 77 C++ files: about 25 minutes on 2 cores; progress below"
+    start=$(date +%s)
+    MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+        "$VPY" -m pip wheel -v --no-build-isolation --no-deps "${FIND_LINKS[@]}" \
+        -w "$WHEEL_DIR" "mmcv==$MMCV_VERSION" 2>&1 | show_progress
+    log "mmcv build took $(( $(date +%s) - start )) s"
+    FIND_LINKS+=(--find-links "$WHEEL_DIR")
 fi
 
-# --- 3. the rest of the stack, then lcn_mm itself (editable) ------------------------------
-log "installing mmengine/mmdet/mmseg and the runtime/optional/test requirements"
+# --- 3. the rest of the stack (mmcv comes from the wheel found/built above), then lcn_mm ----
+log "installing mmcv/mmengine/mmdet/mmseg and the runtime/optional/test requirements"
 pip_install --no-build-isolation \
     -r requirements/mminstall.txt -r requirements/runtime.txt \
     -r requirements/optional.txt -r requirements/tests.txt
+if [[ $MMCV_READY == 0 ]] && ! mmcv_ok; then
+    log "ERROR: mmcv $MMCV_VERSION is installed but its compiled ops do not load"
+    exit 1
+fi
 log "installing lcn_mm in editable mode"
 pip_install --no-build-isolation --no-deps -e .
 
