@@ -5,6 +5,8 @@ their registry scopes and train one step, and mmengine Runner checkpoints that r
 torch >= 2.6 thanks to :mod:`lcn_mm.compat`.
 """
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, Iterator
 
@@ -258,3 +260,19 @@ def test_import_lcn_mm_applies_compat() -> None:
     """`import lcn_mm` must turn the torch.load fix on (via lcn_mm.compat.apply())."""
     import lcn_mm  # noqa: F401
     assert compat.torch_load_is_patched()
+
+
+def test_compat_needs_no_mmengine() -> None:
+    """lcn_mm.compat imports and applies with mmengine unimportable (plain PyTorch users)."""
+    code = (
+        "import importlib.util, sys\n"
+        "sys.modules['mmengine'] = None  # any `import mmengine` now raises ImportError\n"
+        f"spec = importlib.util.spec_from_file_location('compat', {compat.__file__!r})\n"
+        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+        "mod.apply()\n"
+        "assert mod.torch_load_is_patched()\n"
+        "assert not any(m == 'mmengine' or m.startswith('mmengine.') for m in sys.modules\n"
+        "               if sys.modules[m] is not None)\n")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
