@@ -16,6 +16,7 @@ Usage::
 import argparse
 import sys
 import time
+import warnings
 from typing import Dict, List
 
 import torch
@@ -80,6 +81,11 @@ def count_norm_layers(model: torch.nn.Module, norm_type: str) -> int:
 def main(argv: List[str]) -> int:
     """Build the model, train ``--iters`` steps on one synthetic batch, print the losses."""
     args = parse_args(argv)
+    # Keep the output to the losses: no per-parameter init log, no library deprecation noise.
+    warnings.filterwarnings('ignore', category=DeprecationWarning)
+    warnings.filterwarnings('ignore', category=FutureWarning)
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('lcn_mm_smoke_demo', log_level='WARNING')
     import lcn_mm  # noqa: F401  (registers 'LCN'; applies lcn_mm.compat)
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
