@@ -13,6 +13,9 @@
 #   PYTHON          interpreter for the venv (default: python3.11; must be CPython 3.11).
 #   VENV            venv folder (default: <repo>/.venv).
 #   MAX_JOBS        parallel compile jobs for the mmcv source build (default: nproc).
+#   LCN_TORCH_INDEX_URL  optional extra index for the torch install only, e.g.
+#                   https://download.pytorch.org/whl/cpu on machines whose pip does not already
+#                   provide the CPU wheel (PyPI's Linux torch wheel is the large CUDA build).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,7 +73,9 @@ if "$VPY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$T
     log "torch $TORCH_VERSION already installed"
 else
     log "installing torch==$TORCH_VERSION"
-    pip_install "torch==$TORCH_VERSION"
+    TORCH_INDEX=()
+    [[ -n "${LCN_TORCH_INDEX_URL:-}" ]] && TORCH_INDEX=(--extra-index-url "$LCN_TORCH_INDEX_URL")
+    pip_install "${TORCH_INDEX[@]}" "torch==$TORCH_VERSION"
 fi
 log "installing build tools (requirements/build.txt); a setuptools/torch conflict warning is expected"
 pip_install -r requirements/build.txt
