@@ -1,0 +1,17 @@
+"""lcn_mm: Local Context Normalization for OpenMMLab.
+
+``import lcn_mm`` registers ``'LCN'``, ``'PN'`` and ``'LNCHW'`` as norm layers for mmcv's
+``build_norm_layer`` (when mmengine is installed; the op and modules need only PyTorch).
+"""
+from .layers import LCN, LayerNormCHW, PositionalNorm
+from .ops import local_context_norm
+from .version import __version__
+
+try:
+    import mmengine  # noqa: F401
+except ImportError:  # plain PyTorch use: nothing to register into
+    pass
+else:
+    from . import registry  # noqa: F401
+
+__all__ = ['LCN', 'PositionalNorm', 'LayerNormCHW', 'local_context_norm', '__version__']

@@ -1,0 +1,3 @@
+from .lcn import LCN, LayerNormCHW, PositionalNorm
+
+__all__ = ['LCN', 'PositionalNorm', 'LayerNormCHW']

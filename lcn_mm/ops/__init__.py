@@ -1,0 +1,3 @@
+from .local_context_norm import local_context_norm, normalize_window_size
+
+__all__ = ['local_context_norm', 'normalize_window_size']

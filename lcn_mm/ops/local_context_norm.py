@@ -1,0 +1,303 @@
+"""Local Context Normalization as a functional op (pure PyTorch, no OpenMMLab import).
+
+Each element of ``x`` (N, C, H, W) is normalized with the mean and population variance of its
+group of consecutive channels inside a kh x kw window centred on it (rows ``i-(kh-1)//2 ..
+i+kh//2``, clipped at the borders so that only real pixels count).
+
+How it is computed (see ``docs/lcn.md``):
+
+1. Reduce over the channel group first: per pixel, the group mean ``m`` and the population
+   variance ``v`` of its ``cpg`` channels (one read of ``x``, Welford inside ``var_mean``).
+2. Shift ``m`` by a per-(n, g) constant ``c`` and box-filter the two per-pixel maps
+   ``m - c`` and ``v + (m - c)**2`` with separable prefix sums in float64. The maps are
+   ``cpg`` times smaller than ``x``; prefix sums make the cost independent of the window, and
+   float64 after a shift avoids the cancellation of ``E[x**2] - E[x]**2`` that makes float32
+   integral images return negative variances.
+3. ``xhat = (x - mu) * rstd`` and ``y = weight * xhat + bias`` in the compute dtype.
+
+The backward pass is again two box sums (with the window reflected), written in a custom
+``autograd.Function`` that saves only ``xhat`` and two per-group maps.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+WindowSize = Union[int, Sequence[int]]
+
+__all__ = ['local_context_norm', 'normalize_window_size']
+
+
+def normalize_window_size(window_size: WindowSize) -> Tuple[int, int]:
+    """Return ``(kh, kw)`` from an int or a pair of ints, each >= 1, or raise."""
+    if isinstance(window_size, bool):
+        raise TypeError(
+            f'window_size must be an int >= 1 or a pair (kh, kw) of ints >= 1, '
+            f'got {window_size!r}')
+    if isinstance(window_size, int):
+        pair: Tuple = (window_size, window_size)
+    elif isinstance(window_size, (tuple, list)) and len(window_size) == 2:
+        pair = tuple(window_size)
+    else:
+        raise TypeError(
+            f'window_size must be an int >= 1 or a pair (kh, kw) of ints >= 1, '
+            f'got {window_size!r}')
+    for k in pair:
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise TypeError(
+                f'window_size must be an int >= 1 or a pair (kh, kw) of ints >= 1, '
+                f'got {window_size!r}')
+        if k < 1:
+            raise ValueError(
+                f'window_size must be >= 1 in both dimensions, got {window_size!r}')
+    return pair[0], pair[1]
+
+
+def _check_args(x: Tensor, num_groups: int, weight: Optional[Tensor],
+                bias: Optional[Tensor], eps: float) -> None:
+    if x.dim() != 4:
+        raise ValueError(
+            f'local_context_norm expects a 4-D input (N, C, H, W), got shape {tuple(x.shape)}')
+    if not x.is_floating_point():
+        raise TypeError(f'local_context_norm expects a floating-point input, got {x.dtype}')
+    channels = x.shape[1]
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
+        raise ValueError(f'num_groups must be a positive int, got {num_groups!r}')
+    if channels % num_groups != 0:
+        raise ValueError(
+            f'num_groups={num_groups} must divide the number of channels {channels}')
+    for name, p in (('weight', weight), ('bias', bias)):
+        if p is not None and p.shape != (channels,):
+            raise ValueError(
+                f'{name} must have shape ({channels},) to match the input channels, '
+                f'got {tuple(p.shape)}')
+    if not eps > 0:
+        raise ValueError(f'eps must be > 0, got {eps!r}')
+
+
+def _window_counts(length: int, lo: int, hi: int, device: torch.device,
+                   dtype: torch.dtype) -> Tensor:
+    """Number of real pixels in the clipped window ``[i - lo, i + hi]`` for each i."""
+    i = torch.arange(length, device=device)
+    return ((i + hi).clamp(max=length - 1) - (i - lo).clamp(min=0) + 1).to(dtype)
+
+
+def _box_sum_1d(t: Tensor, dim: int, lo: int, hi: int) -> Tensor:
+    """Clipped box sum over ``[i - lo, i + hi]`` along ``dim`` (negative), O(1) per element.
+
+    With inclusive prefix sums ``P``: ``P[min(i+hi, L-1)] - P[i-lo-1]`` (no second term when
+    i-lo-1 < 0), written as one slice operation per border region, so the work does not depend
+    on the window. ``t`` is overwritten. Assumes ``0 <= lo, hi <= L - 1`` (larger reaches
+    select the same pixels).
+    """
+    length = t.shape[dim]
+    if lo == 0 and hi == 0:
+        return t
+    if lo == length - 1 and hi == length - 1:
+        # Every window is the whole axis: a plain sum, broadcast back.
+        return t.sum(dim, keepdim=True).expand_as(t).contiguous()
+    prefix = t.cumsum_(dim)
+    out = torch.empty_like(t)
+    first_lower, last_upper = lo + 1, length - hi  # i >= first_lower: subtract; i < last_upper: P[i+hi]
+
+    def part(start: int, stop: int) -> Tensor:
+        return out.narrow(dim, start, stop - start)
+
+    def upper(start: int, stop: int) -> Tensor:
+        return prefix.narrow(dim, start + hi, stop - start)
+
+    def lower(start: int, stop: int) -> Tensor:
+        return prefix.narrow(dim, start - lo - 1, stop - start)
+
+    last = prefix.narrow(dim, length - 1, 1)
+    if first_lower <= last_upper:
+        part(0, first_lower).copy_(upper(0, first_lower))
+        torch.sub(upper(first_lower, last_upper), lower(first_lower, last_upper),
+                  out=part(first_lower, last_upper))
+        torch.sub(last, lower(last_upper, length), out=part(last_upper, length))
+    else:
+        part(0, last_upper).copy_(upper(0, last_upper))
+        part(last_upper, first_lower).copy_(last.expand_as(part(last_upper, first_lower)))
+        torch.sub(last, lower(first_lower, length), out=part(first_lower, length))
+    return out
+
+
+def _box_sum_2d(t: Tensor, window: Tuple[int, int, int, int]) -> Tensor:
+    """Clipped box sum over the last two dims; ``window = (lo_h, hi_h, lo_w, hi_w)``.
+
+    ``t`` is overwritten.
+    """
+    lo_h, hi_h, lo_w, hi_w = window
+    return _box_sum_1d(_box_sum_1d(t, -2, lo_h, hi_h), -1, lo_w, hi_w)
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """float64 stays float64; everything else is computed in float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _group_sum(t: Tensor, ones: Tensor) -> Tensor:
+    """Sum over the channel axis (2) of a (N, G, cpg, H, W) tensor as a batched matmul.
+
+    Much faster on CPU than a reduction over a strided middle axis, and keeps the result
+    as a (N, G, 1, H, W) map.
+    """
+    n, g, cpg, h, w = t.shape
+    return torch.matmul(ones, t.reshape(n, g, cpg, h * w)).view(n, g, 1, h, w)
+
+
+def _counts(h: int, w: int, window: Tuple[int, int, int, int], device: torch.device) -> Tensor:
+    lo_h, hi_h, lo_w, hi_w = window
+    return (_window_counts(h, lo_h, hi_h, device, torch.float64)[:, None]
+            * _window_counts(w, lo_w, hi_w, device, torch.float64)[None, :])
+
+
+class _LocalContextNorm(torch.autograd.Function):
+    """LCN with its exact gradient (or the stop-gradient variant of the original code).
+
+    Saves ``xhat`` (instead of ``x``, so ``x`` can be freed as with GroupNorm) and two
+    per-group maps: the window mean minus a per-(n, g) shift, and rstd.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                num_groups: int, window: Tuple[int, int, int, int], eps: float,
+                detach_stats: bool) -> Tensor:
+        n, c, h, w = x.shape
+        g, cpg = num_groups, c // num_groups
+        cdt = _compute_dtype(x)
+        xg = x.to(cdt).view(n, g, cpg, h, w)
+        ones = xg.new_ones(1, g, 1, cpg)
+
+        # 1. Per-pixel statistics of the channel group: mean, then the sum of squared
+        #    deviations from it (no cancellation). ``xhat`` holds x - m until step 3 and
+        #    ``y`` serves as scratch for the squares.
+        mean_px = _group_sum(xg, ones).div_(cpg)
+        xhat = xg - mean_px
+        # Allocated in the input's shape: returning a view would break in-place ops that
+        # follow (ReLU(inplace=True)) under autograd.
+        y_out = torch.empty_like(x, dtype=cdt)
+        y = y_out.view(n, g, cpg, h, w)
+        sq_px = _group_sum(torch.mul(xhat, xhat, out=y), ones) if cpg > 1 else None
+        # 2. Window statistics in float64 after a per-(n, g) shift (maps are cpg x smaller).
+        #    Layout (2, N, G, 1, H, W) keeps each map contiguous.
+        shift = mean_px.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64)
+        stats = mean_px.new_empty((2, n, g, 1, h, w), dtype=torch.float64)
+        torch.sub(mean_px, shift, out=stats[0])
+        centred_px = stats[0].to(cdt, copy=True)  # the box sum overwrites ``stats``
+        torch.mul(stats[0], stats[0], out=stats[1])
+        if sq_px is not None:
+            stats[1].add_(sq_px, alpha=1.0 / cpg)
+        stats = _box_sum_2d(stats, window).div_(_counts(h, w, window, x.device))
+        mu_c = stats[0].to(cdt)
+        rstd = stats[1].sub_(stats[0] * stats[0]).clamp_(min=0).add_(eps).rsqrt_().to(cdt)
+        # 3. xhat = (x - m + (m - c) - (mu - c)) * rstd in one in-place pass, then the
+        #    per-channel affine transform into y.
+        torch.addcmul(centred_px.sub_(mu_c).mul_(rstd), xhat, rstd, out=xhat)
+        if weight is not None and bias is not None:
+            torch.addcmul(bias.to(cdt).view(1, g, cpg, 1, 1), xhat,
+                          weight.to(cdt).view(1, g, cpg, 1, 1), out=y)
+        elif weight is not None:
+            torch.mul(xhat, weight.to(cdt).view(1, g, cpg, 1, 1), out=y)
+        elif bias is not None:
+            torch.add(xhat, bias.to(cdt).view(1, g, cpg, 1, 1), out=y)
+        else:
+            y.copy_(xhat)
+
+        ctx.save_for_backward(xhat, mu_c, rstd, weight)
+        ctx.num_groups, ctx.window, ctx.detach_stats = num_groups, window, detach_stats
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+        return y_out.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        xhat, mu_c, rstd, weight = ctx.saved_tensors
+        g, window = ctx.num_groups, ctx.window
+        n, _, cpg, h, w = xhat.shape
+        cdt = xhat.dtype
+        dy = grad_out.to(cdt).reshape(n, g, cpg, h, w)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_x = grad_w = grad_b = None
+        if need_b and ctx.bias_dtype is not None:
+            grad_b = dy.sum(dim=(0, 3, 4)).reshape(-1).to(ctx.bias_dtype)
+        stats_grad = need_x and not ctx.detach_stats
+        if not (need_w or stats_grad):
+            if need_x:
+                grad_x = dy * rstd if weight is None else dy * weight.to(cdt).view(
+                    1, g, cpg, 1, 1)
+                if weight is not None:
+                    grad_x.mul_(rstd)
+            return _finish(grad_x, grad_out, None, grad_b)
+
+        # ``buf`` holds dy * xhat first, then becomes grad_x.
+        buf = torch.mul(dy, xhat)
+        if need_w and weight is not None:
+            grad_w = buf.sum(dim=(0, 3, 4)).reshape(-1).to(weight.dtype)
+        if not need_x:
+            return _finish(None, grad_out, grad_w, grad_b)
+        gamma = (weight.to(cdt).view(1, g, 1, cpg) if weight is not None
+                 else xhat.new_ones(1, g, 1, cpg))
+        if stats_grad:
+            # Per-pixel A = sum_c gamma*dy and B = sum_c gamma*dy*xhat, then the maps
+            # beta = -r^2 B / n and alpha = -r A / n - (mu - c) beta and their box sums with
+            # the window reflected (the adjoint of the clipped box sum).
+            maps = xhat.new_empty((2, n, g, 1, h, w), dtype=torch.float64)
+            alpha, beta = maps[0], maps[1]
+            alpha.copy_(_group_sum(dy, gamma))
+            beta.copy_(_group_sum(buf, gamma))
+            r, m = rstd.double(), mu_c.double()
+            count = _counts(h, w, window, dy.device).mul_(cpg)
+            beta.mul_(r * r).div_(count).neg_()
+            alpha.mul_(r).div_(count).neg_().sub_(m * beta)
+            lo_h, hi_h, lo_w, hi_w = window
+            boxed = _box_sum_2d(maps, (hi_h, lo_h, hi_w, lo_w))
+            box_alpha, box_beta = boxed[0], boxed[1]
+        grad_x = torch.mul(dy, gamma.view(1, g, cpg, 1, 1), out=buf).mul_(rstd)
+        if stats_grad:
+            # dx = gamma*dy*r + W'alpha + (x - c) W'beta, with x - c = xhat / r + (mu - c).
+            grad_x.addcmul_(xhat, (box_beta / r).to(cdt))
+            grad_x.add_((box_alpha + m * box_beta).to(cdt))
+        return _finish(grad_x, grad_out, grad_w, grad_b)
+
+
+def _finish(grad_x: Optional[Tensor], grad_out: Tensor, grad_w: Optional[Tensor],
+            grad_b: Optional[Tensor]):
+    if grad_x is not None:
+        grad_x = grad_x.reshape(grad_out.shape).to(grad_out.dtype)
+    return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
+                       weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
+                       eps: float = 1e-5, detach_stats: bool = False) -> Tensor:
+    """Local Context Normalization of a (N, C, H, W) tensor.
+
+    Args:
+        x: input of shape (N, C, H, W), any floating dtype; float64 is computed in float64,
+            everything else in float32 (also under autocast), and the result has ``x.dtype``.
+        num_groups: number of groups of consecutive channels; must divide C.
+        window_size: ``k`` or ``(kh, kw)``, each >= 1; even sizes and sizes larger than the
+            map are allowed (the window is clipped to real pixels).
+        weight, bias: optional per-channel affine parameters of shape (C,).
+        eps: added to the variance, > 0.
+        detach_stats: if True, no gradient flows through the window mean and variance
+            (the behaviour of the authors' code, kept for comparison only).
+    """
+    _check_args(x, num_groups, weight, bias, eps)
+    kh, kw = normalize_window_size(window_size)
+    _, _, h, w = x.shape
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        if not detach_stats and kh >= 2 * h - 1 and kw >= 2 * w - 1:
+            # Every clipped window is the whole map: exactly GroupNorm (population variance).
+            return F.group_norm(x, num_groups, weight, bias, eps)
+        window = ((kh - 1) // 2, kh // 2, (kw - 1) // 2, kw // 2)
+        # Clip the reach to the map: larger reaches select the same pixels.
+        window = (min(window[0], h - 1), min(window[1], h - 1),
+                  min(window[2], w - 1), min(window[3], w - 1))
+        if x.shape[0] == 0:
+            return F.group_norm(x, num_groups, weight, bias, eps)
+        return _LocalContextNorm.apply(x, weight, bias, num_groups, window, float(eps),
+                                       bool(detach_stats))
