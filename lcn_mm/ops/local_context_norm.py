@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import native
+
 WindowSize = Union[int, Sequence[int]]
 
 __all__ = ['local_context_norm', 'normalize_window_size']
@@ -263,6 +265,33 @@ class _LocalContextNorm(torch.autograd.Function):
         return _finish(grad_x, grad_out, grad_w, grad_b)
 
 
+class _NativeLocalContextNorm(torch.autograd.Function):
+    """The same op through the fused CPU kernels (contiguous float32/float64 on CPU).
+
+    Saves ``x`` (as GroupNorm does) and two per-group maps plus one shift per (n, g).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                num_groups: int, window: Tuple[int, int, int, int], eps: float) -> Tensor:
+        y, mu_c, rstd, shift = native.forward(x, weight, bias, num_groups, window, eps)
+        ctx.save_for_backward(x, mu_c, rstd, shift, weight)
+        ctx.num_groups, ctx.window = num_groups, window
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, mu_c, rstd, shift, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_w, need_b = need_w and weight is not None, need_b and ctx.bias_dtype is not None
+        dx, dw, db = native.backward(x, grad_out, mu_c, rstd, shift, weight, ctx.num_groups,
+                                     ctx.window, need_x, need_w, need_b)
+        dw = dw.to(weight.dtype) if dw is not None else None
+        db = db.to(ctx.bias_dtype) if db is not None else None
+        return dx, dw, db, None, None, None
+
+
 def _finish(grad_x: Optional[Tensor], grad_out: Tensor, grad_w: Optional[Tensor],
             grad_b: Optional[Tensor]):
     if grad_x is not None:
@@ -299,5 +328,10 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
                   min(window[2], w - 1), min(window[3], w - 1))
         if x.shape[0] == 0:
             return F.group_norm(x, num_groups, weight, bias, eps)
+        compute = x.to(_compute_dtype(x))
+        if not detach_stats and native.supports(compute):
+            y = _NativeLocalContextNorm.apply(compute, weight, bias, num_groups, window,
+                                              float(eps))
+            return y.to(x.dtype)
         return _LocalContextNorm.apply(x, weight, bias, num_groups, window, float(eps),
                                        bool(detach_stats))

@@ -1,0 +1,247 @@
+// Fused CPU kernels for Local Context Normalization (forward and backward).
+//
+// Plain C ABI over raw pointers (called through ctypes), so it compiles in seconds with no
+// PyTorch headers. Work is split over (n, g) planes with OpenMP; each plane is processed by one
+// thread in a fixed order, so results are bitwise reproducible.
+//
+// Per plane (one sample, one group of cpg channels, H x W pixels):
+//   forward:  per-pixel group mean m and M2 (two passes over the cpg channels, double),
+//             shift K = mean of m over the plane, box sums of (m - K) and (M2/cpg + (m - K)^2)
+//             with running sums along H then W (double; O(1) per pixel whatever the window),
+//             mu - K and rstd, then y = (x - mu) * rstd * weight + bias.
+//   backward: A = sum_c w*dy, B = sum_c w*dy*xhat per pixel (and per-channel dw/db partials),
+//             beta = -r^2 B / n, alpha = -r A / n - (mu - K) beta, their box sums over the
+//             reflected window, dx = w*dy*r + box(alpha) + (x - K) * box(beta).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+// Clipped count of pixels in [i - lo, i + hi] on an axis of length len.
+inline double count1d(int64_t i, int64_t len, int64_t lo, int64_t hi) {
+  return static_cast<double>(std::min(i + hi, len - 1) - std::max(i - lo, int64_t(0)) + 1);
+}
+
+// In-place clipped box sum of an H x W double map over rows [i-lo_h, i+hi_h] and columns
+// [j-lo_w, j+hi_w], using running sums (acc holds W doubles, row holds W doubles).
+void box_sum(double* map, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w,
+             int64_t hi_w, std::vector<double>& tmp, std::vector<double>& acc,
+             std::vector<double>& row) {
+  if (lo_h || hi_h) {
+    std::copy(map, map + H * W, tmp.begin());
+    std::fill(acc.begin(), acc.begin() + W, 0.0);
+    for (int64_t r = 0; r <= std::min(hi_h, H - 1); ++r) {
+      const double* src = tmp.data() + r * W;
+      for (int64_t j = 0; j < W; ++j) acc[j] += src[j];
+    }
+    for (int64_t i = 0; i < H; ++i) {
+      double* dst = map + i * W;
+      for (int64_t j = 0; j < W; ++j) dst[j] = acc[j];
+      const int64_t add = i + 1 + hi_h, sub = i - lo_h;
+      if (add < H) {
+        const double* src = tmp.data() + add * W;
+        for (int64_t j = 0; j < W; ++j) acc[j] += src[j];
+      }
+      if (sub >= 0) {
+        const double* src = tmp.data() + sub * W;
+        for (int64_t j = 0; j < W; ++j) acc[j] -= src[j];
+      }
+    }
+  }
+  if (lo_w || hi_w) {
+    for (int64_t i = 0; i < H; ++i) {
+      double* line = map + i * W;
+      std::copy(line, line + W, row.begin());
+      double s = 0.0;
+      for (int64_t j = 0; j <= std::min(hi_w, W - 1); ++j) s += row[j];
+      for (int64_t j = 0; j < W; ++j) {
+        line[j] = s;
+        const int64_t add = j + 1 + hi_w, sub = j - lo_w;
+        if (add < W) s += row[add];
+        if (sub >= 0) s -= row[sub];
+      }
+    }
+  }
+}
+
+struct Scratch {
+  std::vector<double> a, b, tmp, acc, row;
+  explicit Scratch(int64_t H, int64_t W)
+      : a(H * W), b(H * W), tmp(H * W), acc(W), row(W) {}
+};
+
+template <typename T>
+void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_c, T* rstd,
+                  double* shift, int64_t N, int64_t G, int64_t cpg, int64_t H, int64_t W,
+                  int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w, double eps,
+                  int nthreads) {
+  const int64_t HW = H * W, planes = N * G;
+#pragma omp parallel num_threads(nthreads)
+  {
+    Scratch s(H, W);
+#pragma omp for schedule(static)
+    for (int64_t plane = 0; plane < planes; ++plane) {
+      const int64_t g = plane % G;
+      const T* xp = x + plane * cpg * HW;
+      T* yp = y + plane * cpg * HW;
+      double* m = s.a.data();
+      double* q = s.b.data();
+      std::fill(m, m + HW, 0.0);
+      std::fill(q, q + HW, 0.0);
+      for (int64_t c = 0; c < cpg; ++c) {
+        const T* xc = xp + c * HW;
+        for (int64_t p = 0; p < HW; ++p) m[p] += static_cast<double>(xc[p]);
+      }
+      double k = 0.0;
+      for (int64_t p = 0; p < HW; ++p) {
+        m[p] /= static_cast<double>(cpg);
+        k += m[p];
+      }
+      k /= static_cast<double>(HW);
+      if (cpg > 1) {
+        for (int64_t c = 0; c < cpg; ++c) {
+          const T* xc = xp + c * HW;
+          for (int64_t p = 0; p < HW; ++p) {
+            const double d = static_cast<double>(xc[p]) - m[p];
+            q[p] += d * d;
+          }
+        }
+      }
+      const double inv_cpg = 1.0 / static_cast<double>(cpg);
+      for (int64_t p = 0; p < HW; ++p) {
+        const double d = m[p] - k;
+        m[p] = d;
+        q[p] = q[p] * inv_cpg + d * d;
+      }
+      box_sum(m, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc, s.row);
+      box_sum(q, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc, s.row);
+      T* mup = mu_c + plane * HW;
+      T* rp = rstd + plane * HW;
+      for (int64_t i = 0; i < H; ++i) {
+        const double ch = count1d(i, H, lo_h, hi_h);
+        for (int64_t j = 0; j < W; ++j) {
+          const int64_t p = i * W + j;
+          const double inv_n = 1.0 / (ch * count1d(j, W, lo_w, hi_w));
+          const double mu = m[p] * inv_n;
+          const double var = std::max(q[p] * inv_n - mu * mu, 0.0);
+          const double r = 1.0 / std::sqrt(var + eps);
+          m[p] = mu;  // keep double precision for the normalization below
+          q[p] = r;
+          mup[p] = static_cast<T>(mu);
+          rp[p] = static_cast<T>(r);
+        }
+      }
+      shift[plane] = k;
+      for (int64_t c = 0; c < cpg; ++c) {
+        const int64_t ch = g * cpg + c;
+        const double w = weight ? static_cast<double>(weight[ch]) : 1.0;
+        const double b = bias ? static_cast<double>(bias[ch]) : 0.0;
+        const T* xc = xp + c * HW;
+        T* yc = yp + c * HW;
+        for (int64_t p = 0; p < HW; ++p) {
+          const double xh = (static_cast<double>(xc[p]) - k - m[p]) * q[p];
+          yc[p] = static_cast<T>(xh * w + b);
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void backward_impl(const T* x, const T* dy, const T* mu_c, const T* rstd, const double* shift,
+                   const T* weight, T* dx, double* dw_part, double* db_part, int64_t N,
+                   int64_t G, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h,
+                   int64_t lo_w, int64_t hi_w, int nthreads) {
+  const int64_t HW = H * W, planes = N * G, C = G * cpg;
+#pragma omp parallel num_threads(nthreads)
+  {
+    Scratch s(H, W);
+#pragma omp for schedule(static)
+    for (int64_t plane = 0; plane < planes; ++plane) {
+      const int64_t n = plane / G, g = plane % G;
+      const T* xp = x + plane * cpg * HW;
+      const T* dyp = dy + plane * cpg * HW;
+      const T* mup = mu_c + plane * HW;
+      const T* rp = rstd + plane * HW;
+      const double k = shift[plane];
+      double* A = s.a.data();
+      double* B = s.b.data();
+      std::fill(A, A + HW, 0.0);
+      std::fill(B, B + HW, 0.0);
+      for (int64_t c = 0; c < cpg; ++c) {
+        const int64_t ch = g * cpg + c;
+        const double w = weight ? static_cast<double>(weight[ch]) : 1.0;
+        const T* xc = xp + c * HW;
+        const T* dc = dyp + c * HW;
+        double sum_dxh = 0.0, sum_d = 0.0;
+        for (int64_t p = 0; p < HW; ++p) {
+          const double xh = (static_cast<double>(xc[p]) - k - static_cast<double>(mup[p])) *
+                            static_cast<double>(rp[p]);
+          const double d = static_cast<double>(dc[p]);
+          sum_dxh += d * xh;
+          sum_d += d;
+          A[p] += w * d;
+          B[p] += w * d * xh;
+        }
+        if (dw_part) dw_part[n * C + ch] = sum_dxh;
+        if (db_part) db_part[n * C + ch] = sum_d;
+      }
+      if (!dx) continue;
+      for (int64_t i = 0; i < H; ++i) {
+        const double ch = count1d(i, H, lo_h, hi_h);
+        for (int64_t j = 0; j < W; ++j) {
+          const int64_t p = i * W + j;
+          const double inv_n = 1.0 / (static_cast<double>(cpg) * ch * count1d(j, W, lo_w, hi_w));
+          const double r = static_cast<double>(rp[p]);
+          const double beta = -r * r * B[p] * inv_n;
+          A[p] = -r * A[p] * inv_n - static_cast<double>(mup[p]) * beta;
+          B[p] = beta;
+        }
+      }
+      // The adjoint of the clipped box sum is the box sum over the reflected window.
+      box_sum(A, H, W, hi_h, lo_h, hi_w, lo_w, s.tmp, s.acc, s.row);
+      box_sum(B, H, W, hi_h, lo_h, hi_w, lo_w, s.tmp, s.acc, s.row);
+      T* dxp = dx + plane * cpg * HW;
+      for (int64_t c = 0; c < cpg; ++c) {
+        const double w = weight ? static_cast<double>(weight[g * cpg + c]) : 1.0;
+        const T* xc = xp + c * HW;
+        const T* dc = dyp + c * HW;
+        T* out = dxp + c * HW;
+        for (int64_t p = 0; p < HW; ++p) {
+          out[p] = static_cast<T>(w * static_cast<double>(dc[p]) * static_cast<double>(rp[p]) +
+                                  A[p] + (static_cast<double>(xc[p]) - k) * B[p]);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+int lcn_abi_version() { return 1; }
+
+#define LCN_DEFINE(SUFFIX, T)                                                                 \
+  void lcn_forward_##SUFFIX(const T* x, const T* weight, const T* bias, T* y, T* mu_c,        \
+                            T* rstd, double* shift, int64_t N, int64_t G, int64_t cpg,         \
+                            int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w,    \
+                            int64_t hi_w, double eps, int nthreads) {                          \
+    forward_impl<T>(x, weight, bias, y, mu_c, rstd, shift, N, G, cpg, H, W, lo_h, hi_h, lo_w, \
+                    hi_w, eps, nthreads);                                                      \
+  }                                                                                            \
+  void lcn_backward_##SUFFIX(const T* x, const T* dy, const T* mu_c, const T* rstd,           \
+                             const double* shift, const T* weight, T* dx, double* dw_part,     \
+                             double* db_part, int64_t N, int64_t G, int64_t cpg, int64_t H,    \
+                             int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w,              \
+                             int64_t hi_w, int nthreads) {                                     \
+    backward_impl<T>(x, dy, mu_c, rstd, shift, weight, dx, dw_part, db_part, N, G, cpg, H, W, \
+                     lo_h, hi_h, lo_w, hi_w, nthreads);                                        \
+  }
+
+LCN_DEFINE(f32, float)
+LCN_DEFINE(f64, double)
+
+}  // extern "C"

@@ -1,0 +1,139 @@
+"""The fused CPU kernels of ``csrc/lcn_cpu.cpp``: built just in time, cached, loaded by ctypes.
+
+The kernels use no PyTorch headers, so the build takes seconds with the system C++ compiler.
+The library is cached under ``$LCN_MM_CACHE`` (default ``~/.cache/lcn_mm``), keyed by the
+source, the compiler command and the CPU, and written atomically. When no compiler works, LCN
+falls back to the pure-PyTorch implementation with one warning. ``LCN_MM_NATIVE=0`` turns the
+kernels off.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+_SOURCE = Path(__file__).with_name('csrc') / 'lcn_cpu.cpp'
+_FLAGS = ['-O3', '-march=native', '-fopenmp', '-shared', '-fPIC', '-std=c++17']
+_lib: Optional[ctypes.CDLL] = None
+_load_failed = False
+
+_i64, _dbl, _int, _ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
+
+
+def _cpu_id() -> str:
+    try:
+        info = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return platform.processor()
+    lines = [ln for ln in info.splitlines() if ln.startswith(('model name', 'flags'))]
+    return '\n'.join(sorted(set(lines)))
+
+
+def _build(compiler: str) -> Path:
+    source = _SOURCE.read_bytes()
+    key = hashlib.sha256(b'\0'.join([
+        source, ' '.join([compiler] + _FLAGS).encode(), _cpu_id().encode(),
+        platform.machine().encode()])).hexdigest()[:16]
+    cache = Path(os.environ.get('LCN_MM_CACHE', Path.home() / '.cache' / 'lcn_mm'))
+    target = cache / f'liblcn_cpu_{key}.so'
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix='.so', dir=cache)
+    os.close(fd)
+    try:
+        subprocess.run([compiler, *_FLAGS, str(_SOURCE), '-o', tmp], check=True,
+                       capture_output=True, text=True, timeout=300)
+        os.replace(tmp, target)  # atomic: concurrent builders never see a partial file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    for suffix in ('f32', 'f64'):
+        fwd = getattr(lib, f'lcn_forward_{suffix}')
+        fwd.argtypes = [_ptr] * 7 + [_i64] * 9 + [_dbl, _int]
+        fwd.restype = None
+        bwd = getattr(lib, f'lcn_backward_{suffix}')
+        bwd.argtypes = [_ptr] * 9 + [_i64] * 9 + [_int]
+        bwd.restype = None
+
+
+def library() -> Optional[ctypes.CDLL]:
+    """The loaded kernel library, building it on first use; None if unavailable."""
+    global _lib, _load_failed
+    if _lib is not None or _load_failed:
+        return _lib
+    if os.environ.get('LCN_MM_NATIVE', '1') == '0':
+        _load_failed = True
+        return None
+    compiler = os.environ.get('CXX') or shutil.which('c++') or shutil.which('g++')
+    try:
+        if compiler is None:
+            raise RuntimeError('no C++ compiler found (set CXX)')
+        lib = ctypes.CDLL(str(_build(compiler)))
+        _declare(lib)
+        _lib = lib
+    except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+        detail = getattr(err, 'stderr', '') or err
+        warnings.warn(f'lcn_mm: could not build the fused CPU kernels ({detail}); using the '
+                      'pure-PyTorch implementation, which is slower', RuntimeWarning)
+        _load_failed = True
+    return _lib
+
+
+def supports(x: Tensor) -> bool:
+    """Whether the fused kernels can take ``x`` as it is (CPU, contiguous NCHW, fp32/fp64)."""
+    return (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64)
+            and x.is_contiguous() and library() is not None)
+
+
+def _p(t: Optional[Tensor]) -> Optional[int]:
+    return None if t is None else t.data_ptr()
+
+
+def forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
+            window: Tuple[int, int, int, int], eps: float
+            ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Returns y and what the backward needs: mu - shift, rstd (N, G, H, W), shift (N, G)."""
+    n, c, h, w = x.shape
+    y = torch.empty_like(x)
+    mu_c = x.new_empty((n, num_groups, h, w))
+    rstd = torch.empty_like(mu_c)
+    shift = x.new_empty((n, num_groups), dtype=torch.float64)
+    weight = None if weight is None else weight.detach().to(x.dtype).contiguous()
+    bias = None if bias is None else bias.detach().to(x.dtype).contiguous()
+    fn = library().lcn_forward_f32 if x.dtype == torch.float32 else library().lcn_forward_f64
+    fn(_p(x), _p(weight), _p(bias), _p(y), _p(mu_c), _p(rstd), _p(shift),
+       n, num_groups, c // num_groups, h, w, *window, eps, torch.get_num_threads())
+    return y, mu_c, rstd, shift
+
+
+def backward(x: Tensor, grad_out: Tensor, mu_c: Tensor, rstd: Tensor, shift: Tensor,
+             weight: Optional[Tensor], num_groups: int, window: Tuple[int, int, int, int],
+             need_x: bool, need_w: bool, need_b: bool
+             ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    n, c, h, w = x.shape
+    dy = grad_out.to(x.dtype).contiguous()
+    dx = torch.empty_like(x) if need_x else None
+    dw_part = x.new_empty((n, c), dtype=torch.float64) if need_w else None
+    db_part = x.new_empty((n, c), dtype=torch.float64) if need_b else None
+    w_cast = None if weight is None else weight.detach().to(x.dtype).contiguous()
+    fn = library().lcn_backward_f32 if x.dtype == torch.float32 else library().lcn_backward_f64
+    fn(_p(x), _p(dy), _p(mu_c), _p(rstd), _p(shift), _p(w_cast), _p(dx), _p(dw_part),
+       _p(db_part), n, num_groups, c // num_groups, h, w, *window, torch.get_num_threads())
+    dw = dw_part.sum(0) if dw_part is not None else None
+    db = db_part.sum(0) if db_part is not None else None
+    return dx, dw, db
