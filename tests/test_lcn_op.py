@@ -1,13 +1,32 @@
 """The LCN op against a slow, obviously-correct float64 reference, plus numerics and shapes."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lcn_mm.ops import local_context_norm
+from lcn_mm.ops import local_context_norm, native
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(autouse=True, params=['native', 'reference'])
+def path(request, monkeypatch):
+    """Run every test through the fused CPU kernels and through the pure-PyTorch path."""
+    if request.param == 'reference':
+        monkeypatch.setattr(native, 'supports', lambda x: False)
+    return request.param
+
+
+def test_native_kernels_are_built_here(path):
+    """CI and developer machines have a compiler: the fast path must really be in use."""
+    if os.environ.get('LCN_MM_NATIVE') == '0':
+        pytest.skip('fused kernels disabled by LCN_MM_NATIVE=0')
+    assert native.library() is not None
+    assert native.supports(torch.randn(1, 2, 3, 3)) == (path == 'native')
+    assert not native.supports(torch.randn(1, 2, 3, 3).to(memory_format=torch.channels_last))
 
 
 def reference_lcn(x: torch.Tensor, num_groups: int, kh: int, kw: int,
