@@ -1,0 +1,5 @@
+# BN baseline: the upstream config unchanged (plus the lcn_mm import), for comparisons.
+_base_ = [
+    'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py',
+    '../_base_/custom_imports.py'
+]

@@ -1,0 +1,73 @@
+"""Shared pieces of ``tools/train.py`` and ``tools/test.py`` (kept here so the tools stay thin).
+
+The tools accept mmdet and mmseg configs alike; what differs per codebase is chosen by the
+config's ``default_scope``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from torch import nn
+
+from .norm_swap import norm_cfg_from_args, norm_layer_summary, swap_norms
+
+__all__ = ['SUPPORTED_SCOPES', 'add_norm_args', 'apply_norm_args', 'setup_scope',
+           'log_norm_summary']
+
+#: default_scope -> package whose registries the Runner builds from.
+SUPPORTED_SCOPES = {'mmdet': 'mmdet', 'mmseg': 'mmseg'}
+
+
+def add_norm_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--norm``, ``--norm-cfg`` and ``--norm-all`` (the one-flag norm switch)."""
+    parser.add_argument(
+        '--norm', metavar='TYPE',
+        help='replace every 2-D norm of the model (BN, SyncBN, GN, ...) with this registered '
+        'norm, e.g. LCN (defaults: lcn_mm.utils.NORM_PRESETS)')
+    parser.add_argument(
+        '--norm-cfg', nargs='+', action=DictAction, metavar='KEY=VALUE',
+        help='arguments of the --norm layer, e.g. window_size="(31,31)" num_groups=16')
+    parser.add_argument(
+        '--norm-all', action='store_true',
+        help='with --norm: also add the norm to modules that accept norm_cfg but have none '
+        '(FPN, mask head), as mmdet\'s gn-all configs do')
+
+
+def apply_norm_args(cfg: Config, args: argparse.Namespace) -> list[str]:
+    """Apply ``--norm``/``--norm-cfg``/``--norm-all`` to ``cfg`` and log what changed."""
+    if not args.norm:
+        if args.norm_cfg or args.norm_all:
+            raise SystemExit('--norm-cfg and --norm-all need --norm TYPE')
+        return []
+    norm_cfg = norm_cfg_from_args(args.norm, args.norm_cfg)
+    changes = swap_norms(cfg, norm_cfg, add_missing=args.norm_all)
+    print_log(f'--norm {norm_cfg}: {len(changes)} changes', logger='current')
+    for change in changes:
+        print_log(f'  {change}', logger='current')
+    if cfg.get('load_from'):
+        print_log(f'load_from={cfg.load_from} was saved with the old norms; convert it with '
+                  'tools/model_converters/norm2lcn.py or its norm weights will not load',
+                  logger='current', level=30)
+    return changes
+
+
+def setup_scope(cfg: Config) -> str:
+    """Check the config's ``default_scope`` and do that codebase's pre-Runner setup."""
+    scope = cfg.get('default_scope')
+    if scope not in SUPPORTED_SCOPES:
+        raise SystemExit(f'{cfg.filename}: default_scope={scope!r}; these tools run '
+                         f'{sorted(SUPPORTED_SCOPES)} configs')
+    importlib.import_module(SUPPORTED_SCOPES[scope])
+    if scope == 'mmdet':  # what mmdet's tools/train.py and test.py do first
+        from mmdet.utils import setup_cache_size_limit_of_dynamo
+        setup_cache_size_limit_of_dynamo()
+    return scope
+
+
+def log_norm_summary(model: nn.Module) -> None:
+    """Log the built model's norm layers by type: the module-level check of a norm swap."""
+    summary = ', '.join(f'{name}: {n}' for name, n in sorted(norm_layer_summary(model).items()))
+    print_log(f'norm layers in the model: {summary or "none"}', logger='current')

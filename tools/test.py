@@ -1,0 +1,58 @@
+"""Evaluate a checkpoint of an mmdet or mmseg config with lcn_mm registered.
+
+    python tools/test.py configs/mmseg/pspnet_r50-d8_lcn-all_4xb2-80k_cityscapes-512x1024.py \\
+        work_dirs/pspnet_r50-d8_lcn-all_4xb2-80k_cityscapes-512x1024/iter_80000.pth
+
+``--norm`` rebuilds the model with swapped norms, for checkpoints trained with
+``tools/train.py <config> --norm ...`` (pass the same flags).
+"""
+import argparse
+import os
+import os.path as osp
+
+import lcn_mm  # noqa: F401  registers LCN/PN/LNCHW, even for configs without custom_imports
+from lcn_mm.utils.cli import add_norm_args, apply_norm_args, log_norm_summary, setup_scope
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test an mmdet/mmseg model (lcn_mm)')
+    parser.add_argument('config', help='test config file path (or mmdet::/mmseg:: path)')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings in the config, key=value pairs')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_norm_args(parser)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    setup_scope(cfg)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    apply_norm_args(cfg, args)
+
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    log_norm_summary(runner.model)
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

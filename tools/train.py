@@ -1,0 +1,88 @@
+"""Train an mmdet or mmseg config with lcn_mm registered.
+
+Same flags as mmdet's tools/train.py, plus the norm switch, e.g.::
+
+    python tools/train.py configs/mmdet/mask-rcnn_r50_fpn_lcn-all_2x_coco.py
+    python tools/train.py mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py --norm LCN
+
+The codebase (mmdet or mmseg) is chosen by the config's ``default_scope``.
+"""
+import argparse
+import os
+import os.path as osp
+
+import lcn_mm  # noqa: F401  registers LCN/PN/LNCHW, even for configs without custom_imports
+from lcn_mm.utils.cli import add_norm_args, apply_norm_args, log_norm_summary, setup_scope
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train an mmdet/mmseg model (lcn_mm)')
+    parser.add_argument('config', help='train config file path (or mmdet::/mmseg:: path)')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--amp', action='store_true',
+                        help='enable automatic-mixed-precision training')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='enable automatically scaling LR (configs with auto_scale_lr)')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint, or without a path from the latest one in the '
+        'work dir')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings in the config, key=value pairs (e.g. '
+        'train_dataloader.batch_size=4 model.backbone.frozen_stages=-1)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_norm_args(parser)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    setup_scope(cfg)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    apply_norm_args(cfg, args)
+
+    # work_dir priority: CLI > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') not in ('OptimWrapper',
+                                                                  'AmpOptimWrapper'):
+            raise SystemExit(f'--amp needs an OptimWrapper, got {cfg.optim_wrapper.type}')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise SystemExit('--auto-scale-lr needs auto_scale_lr.base_batch_size in the '
+                             'config')
+        cfg.auto_scale_lr.enable = True
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    log_norm_summary(runner.model)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
