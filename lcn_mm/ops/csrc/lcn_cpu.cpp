@@ -25,51 +25,57 @@ inline double count1d(int64_t i, int64_t len, int64_t lo, int64_t hi) {
 }
 
 // In-place clipped box sum of an H x W double map over rows [i-lo_h, i+hi_h] and columns
-// [j-lo_w, j+hi_w], using running sums (acc holds W doubles, row holds W doubles).
+// [j-lo_w, j+hi_w], with running sums: rows map -> tmp (acc holds W partial column sums),
+// then columns tmp -> map. O(1) per pixel whatever the window.
 void box_sum(double* map, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w,
-             int64_t hi_w, std::vector<double>& tmp, std::vector<double>& acc,
-             std::vector<double>& row) {
+             int64_t hi_w, std::vector<double>& tmp, std::vector<double>& acc) {
+  const double* src = map;
   if (lo_h || hi_h) {
-    std::copy(map, map + H * W, tmp.begin());
-    std::fill(acc.begin(), acc.begin() + W, 0.0);
+    double* a = acc.data();
+    std::fill(a, a + W, 0.0);
     for (int64_t r = 0; r <= std::min(hi_h, H - 1); ++r) {
-      const double* src = tmp.data() + r * W;
-      for (int64_t j = 0; j < W; ++j) acc[j] += src[j];
+      const double* in = map + r * W;
+      for (int64_t j = 0; j < W; ++j) a[j] += in[j];
     }
     for (int64_t i = 0; i < H; ++i) {
-      double* dst = map + i * W;
-      for (int64_t j = 0; j < W; ++j) dst[j] = acc[j];
+      double* out = tmp.data() + i * W;
       const int64_t add = i + 1 + hi_h, sub = i - lo_h;
-      if (add < H) {
-        const double* src = tmp.data() + add * W;
-        for (int64_t j = 0; j < W; ++j) acc[j] += src[j];
-      }
-      if (sub >= 0) {
-        const double* src = tmp.data() + sub * W;
-        for (int64_t j = 0; j < W; ++j) acc[j] -= src[j];
-      }
+      const double* in_add = add < H ? map + add * W : nullptr;
+      const double* in_sub = sub >= 0 ? map + sub * W : nullptr;
+      for (int64_t j = 0; j < W; ++j) out[j] = a[j];
+      if (in_add)
+        for (int64_t j = 0; j < W; ++j) a[j] += in_add[j];
+      if (in_sub)
+        for (int64_t j = 0; j < W; ++j) a[j] -= in_sub[j];
     }
+    src = tmp.data();
   }
   if (lo_w || hi_w) {
+    if (src == map) {  // no row pass: the column pass must not read what it overwrites
+      std::copy(map, map + H * W, tmp.begin());
+      src = tmp.data();
+    }
     for (int64_t i = 0; i < H; ++i) {
-      double* line = map + i * W;
-      std::copy(line, line + W, row.begin());
+      const double* in = src + i * W;
+      double* out = map + i * W;
       double s = 0.0;
-      for (int64_t j = 0; j <= std::min(hi_w, W - 1); ++j) s += row[j];
+      for (int64_t j = 0; j <= std::min(hi_w, W - 1); ++j) s += in[j];
+      // Split the loop at the clipping borders so the body has no branches.
+      const int64_t full_add = std::max<int64_t>(0, W - 1 - hi_w);  // j < full_add: add in[j+1+hi_w]
       for (int64_t j = 0; j < W; ++j) {
-        line[j] = s;
-        const int64_t add = j + 1 + hi_w, sub = j - lo_w;
-        if (add < W) s += row[add];
-        if (sub >= 0) s -= row[sub];
+        out[j] = s;
+        if (j < full_add) s += in[j + 1 + hi_w];
+        if (j >= lo_w) s -= in[j - lo_w];
       }
     }
+  } else if (src != map) {
+    std::copy(src, src + H * W, map);
   }
 }
 
 struct Scratch {
-  std::vector<double> a, b, tmp, acc, row;
-  explicit Scratch(int64_t H, int64_t W)
-      : a(H * W), b(H * W), tmp(H * W), acc(W), row(W) {}
+  std::vector<double> a, b, tmp, acc;
+  explicit Scratch(int64_t H, int64_t W) : a(H * W), b(H * W), tmp(H * W), acc(W) {}
 };
 
 template <typename T>
@@ -115,8 +121,8 @@ void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_c, T* 
         m[p] = d;
         q[p] = q[p] * inv_cpg + d * d;
       }
-      box_sum(m, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc, s.row);
-      box_sum(q, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc, s.row);
+      box_sum(m, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc);
+      box_sum(q, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc);
       T* mup = mu_c + plane * HW;
       T* rp = rstd + plane * HW;
       for (int64_t i = 0; i < H; ++i) {
@@ -201,8 +207,8 @@ void backward_impl(const T* x, const T* dy, const T* mu_c, const T* rstd, const 
         }
       }
       // The adjoint of the clipped box sum is the box sum over the reflected window.
-      box_sum(A, H, W, hi_h, lo_h, hi_w, lo_w, s.tmp, s.acc, s.row);
-      box_sum(B, H, W, hi_h, lo_h, hi_w, lo_w, s.tmp, s.acc, s.row);
+      box_sum(A, H, W, hi_h, lo_h, hi_w, lo_w, s.tmp, s.acc);
+      box_sum(B, H, W, hi_h, lo_h, hi_w, lo_w, s.tmp, s.acc);
       T* dxp = dx + plane * cpg * HW;
       for (int64_t c = 0; c < cpg; ++c) {
         const double w = weight ? static_cast<double>(weight[g * cpg + c]) : 1.0;

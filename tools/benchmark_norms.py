@@ -1,0 +1,296 @@
+"""Benchmark LCN against nn.GroupNorm measured in the same run, as ratios.
+
+Reports forward and forward+backward time and the bytes autograd saves for backward, for
+backbone/FPN shapes with 8 and 2 channels per group, LCN time across windows (flatness) and
+across image sizes (linear in pixels), and optionally a Mask R-CNN R50-FPN training step with
+LCN vs GN in every norm slot. Times are medians over interleaved repetitions (GN and LCN
+alternate, so machine noise hits both). Prints markdown tables and writes plots.
+
+    python tools/benchmark_norms.py --threads 2 --out docs/benchmarks
+    python tools/benchmark_norms.py --quick            # small shapes, a few seconds
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lcn_mm.ops import local_context_norm, native  # noqa: E402
+
+Shape = Tuple[int, int, int, int]
+
+# (label, shape, groups): the issue's targets plus typical backbone/FPN levels.
+SHAPES: List[Tuple[str, Shape, int]] = [
+    ('C2/P2 800x1333 /4, cpg 8', (2, 256, 200, 336), 32),
+    ('cpg 2, 256x256', (2, 64, 256, 256), 32),
+    ('C3 /8, cpg 16', (2, 512, 100, 168), 32),
+    ('C4 /16, cpg 32', (2, 1024, 50, 84), 32),
+    ('FPN P5 /32, cpg 8', (2, 256, 25, 42), 32),
+]
+QUICK_SHAPES: List[Tuple[str, Shape, int]] = [
+    ('small cpg 8', (2, 64, 64, 96), 8), ('small cpg 2', (2, 16, 64, 64), 8)]
+WINDOWS = [3, 7, 15, 31, 63, 127, 255]
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def compare(fns: Dict[str, Callable[[], None]], reps: int) -> Dict[str, float]:
+    """Median seconds per function, repetitions interleaved after one warm-up each."""
+    for fn in fns.values():
+        fn()
+    samples: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            samples[name].append(timed(fn))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
+    """Bytes of distinct storages autograd saves for backward during ``fn()``."""
+    storages: Dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    del out
+    return sum(storages.values())
+
+
+def norm_fns(shape: Shape, groups: int, window: int, device: str, dtype: torch.dtype):
+    x = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
+    c = shape[1]
+    weight = torch.ones(c, device=device, requires_grad=True)
+    bias = torch.zeros(c, device=device, requires_grad=True)
+    grad = torch.randn(shape, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+
+    def gn() -> torch.Tensor:
+        return F.group_norm(x, groups, weight, bias, 1e-5)
+
+    def lcn() -> torch.Tensor:
+        return local_context_norm(x, groups, window, weight, bias)
+
+    def fwd(f):
+        def run():
+            with torch.no_grad():
+                f()
+            sync()
+        return run
+
+    def fwd_bwd(f):
+        def run():
+            torch.autograd.grad(f(), (x, weight, bias), grad)
+            sync()
+        return run
+
+    return gn, lcn, fwd, fwd_bwd
+
+
+def bench_shapes(shapes, window: int, reps: int, device: str, dtype: torch.dtype) -> List[dict]:
+    rows = []
+    for label, shape, groups in shapes:
+        gn, lcn, fwd, fwd_bwd = norm_fns(shape, groups, window, device, dtype)
+        t_f = compare({'gn': fwd(gn), 'lcn': fwd(lcn)}, reps)
+        t_fb = compare({'gn': fwd_bwd(gn), 'lcn': fwd_bwd(lcn)}, reps)
+        mem_gn, mem_lcn = saved_bytes(gn), saved_bytes(lcn)
+        rows.append(dict(label=label, shape=list(shape), groups=groups, window=window,
+                         gn_fwd_ms=1e3 * t_f['gn'], lcn_fwd_ms=1e3 * t_f['lcn'],
+                         fwd_ratio=t_f['lcn'] / t_f['gn'],
+                         gn_fwdbwd_ms=1e3 * t_fb['gn'], lcn_fwdbwd_ms=1e3 * t_fb['lcn'],
+                         fwdbwd_ratio=t_fb['lcn'] / t_fb['gn'],
+                         saved_mb_gn=mem_gn / 2**20, saved_mb_lcn=mem_lcn / 2**20,
+                         saved_ratio=mem_lcn / mem_gn))
+        print(f"  {label}: fwd {rows[-1]['fwd_ratio']:.2f}x, fwd+bwd "
+              f"{rows[-1]['fwdbwd_ratio']:.2f}x, saved {rows[-1]['saved_ratio']:.2f}x",
+              flush=True)
+    return rows
+
+
+def bench_windows(shape: Shape, groups: int, windows: List[int], reps: int, device: str,
+                  dtype: torch.dtype) -> List[dict]:
+    fns = {}
+    for k in windows:
+        gn, lcn, _, fwd_bwd = norm_fns(shape, groups, k, device, dtype)
+        fns[k] = fwd_bwd(lcn)
+    fns['gn'] = fwd_bwd(gn)
+    times = compare(fns, reps)
+    return [dict(window=k, fwdbwd_ms=1e3 * times[k], gn_fwdbwd_ms=1e3 * times['gn'])
+            for k in windows]
+
+
+def bench_sizes(channels: int, groups: int, sizes: List[int], window: int, reps: int,
+                device: str, dtype: torch.dtype) -> List[dict]:
+    rows = []
+    for s in sizes:
+        gn, lcn, _, fwd_bwd = norm_fns((1, channels, s, s), groups, window, device, dtype)
+        t = compare({'gn': fwd_bwd(gn), 'lcn': fwd_bwd(lcn)}, reps)
+        rows.append(dict(size=s, pixels=s * s, lcn_fwdbwd_ms=1e3 * t['lcn'],
+                         gn_fwdbwd_ms=1e3 * t['gn']))
+    return rows
+
+
+def bench_mask_rcnn(reps: int, size: int) -> Optional[dict]:
+    """One Mask R-CNN R50-FPN training step, GN-all vs the same model with LCN everywhere."""
+    try:
+        from mmdet.testing import demo_mm_inputs
+        from mmdet.utils import register_all_modules
+        from mmengine.config import Config
+        from mmengine.registry import MODELS
+    except ImportError as err:
+        print(f'  skipped Mask R-CNN step: {err}')
+        return None
+    import lcn_mm  # noqa: F401  (registers LCN)
+    register_all_modules()
+    base = Config.fromfile('mmdet::gn/mask-rcnn_r50_fpn_gn-all_2x_coco.py').model
+    base.backbone.init_cfg = None
+
+    def build(norm_cfg: dict) -> torch.nn.Module:
+        cfg = Config(dict(model=base)).model
+        cfg_text = json.dumps(cfg.to_dict())
+        gn_cfg = json.dumps(dict(type='GN', num_groups=32, requires_grad=True))[1:-1]
+        cfg_dict = json.loads(cfg_text.replace(gn_cfg, json.dumps(norm_cfg)[1:-1]))
+        model = MODELS.build(cfg_dict)
+        model.train()
+        return model
+
+    def step_fn(model: torch.nn.Module) -> Callable[[], None]:
+        torch.manual_seed(0)
+        data = model.data_preprocessor(
+            demo_mm_inputs(2, [[3, size, size]] * 2, num_items=[3, 3], with_mask=True), True)
+
+        def run() -> None:
+            losses = model(**data, mode='loss')
+            loss = sum(v.sum() if isinstance(v, torch.Tensor) else sum(v) for v in losses.values())
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+        return run
+
+    gn_model = build(dict(type='GN', num_groups=32, requires_grad=True))
+    lcn_model = build(dict(type='LCN', num_groups=32, window_size=31, requires_grad=True))
+    n_lcn = sum(type(m).__name__ == 'LCN' for m in lcn_model.modules())
+    n_gn_left = sum(type(m).__name__ == 'GroupNorm' for m in lcn_model.modules())
+    lcn_model.load_state_dict(gn_model.state_dict())
+    t = compare({'gn': step_fn(gn_model), 'lcn': step_fn(lcn_model)}, reps)
+    return dict(size=size, lcn_layers=n_lcn, gn_layers_left=n_gn_left,
+                gn_step_s=t['gn'], lcn_step_s=t['lcn'], ratio=t['lcn'] / t['gn'])
+
+
+def table(rows: List[dict], cols: List[Tuple[str, str, str]]) -> str:
+    head = '| ' + ' | '.join(c[1] for c in cols) + ' |'
+    sep = '|' + '|'.join('---' for _ in cols) + '|'
+    body = ['| ' + ' | '.join(format(r[c[0]], c[2]) for c in cols) + ' |' for r in rows]
+    return '\n'.join([head, sep] + body)
+
+
+def plot(windows: List[dict], sizes: List[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot([r['window'] for r in windows], [r['fwdbwd_ms'] for r in windows], 'o-', label='LCN')
+    a.axhline(windows[0]['gn_fwdbwd_ms'], color='gray', ls='--', label='GroupNorm')
+    a.set(xscale='log', xlabel='window size (pixels)', ylabel='forward+backward (ms)',
+          title='time vs window', ylim=(0, None))
+    a.legend()
+    b.plot([r['pixels'] for r in sizes], [r['lcn_fwdbwd_ms'] for r in sizes], 'o-', label='LCN')
+    b.plot([r['pixels'] for r in sizes], [r['gn_fwdbwd_ms'] for r in sizes], 's--',
+           color='gray', label='GroupNorm')
+    b.set(xlabel='pixels per map', ylabel='forward+backward (ms)', title='time vs image size')
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f'wrote {path}')
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--device', default='cpu')
+    ap.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16', 'float16'])
+    ap.add_argument('--reps', type=int, default=5)
+    ap.add_argument('--window', type=int, default=31, help='window for the shape table')
+    ap.add_argument('--quick', action='store_true', help='small shapes only')
+    ap.add_argument('--reference', action='store_true',
+                    help='time the pure-PyTorch path instead of the fused kernels')
+    ap.add_argument('--mask-rcnn', type=int, default=0, metavar='SIZE',
+                    help='also time a Mask R-CNN R50-FPN training step at SIZExSIZE (0: skip)')
+    ap.add_argument('--out', type=Path, help='folder for results.json, results.md, the plot')
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    if args.reference:
+        native.supports = lambda x: False  # type: ignore[assignment]
+    dtype = getattr(torch, args.dtype)
+    path = 'pure PyTorch' if args.reference or args.device != 'cpu' else (
+        'fused CPU kernels' if native.library() is not None else 'pure PyTorch (no compiler)')
+    machine = (torch.cuda.get_device_name() if args.device == 'cuda'
+               else f'{platform.processor() or platform.machine()}, {args.threads} threads')
+    print(f'# LCN vs GroupNorm: {args.device} {args.dtype}, {machine}, LCN path: {path}, '
+          f'torch {torch.__version__}')
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    print('shapes:')
+    rows = bench_shapes(shapes, args.window, args.reps, args.device, dtype)
+    main_shape, main_groups = shapes[0][1], shapes[0][2]
+    print('windows:')
+    wins = bench_windows(main_shape, main_groups, WINDOWS if not args.quick else [3, 31, 255],
+                         args.reps, args.device, dtype)
+    flat = [r['fwdbwd_ms'] for r in wins if r['window'] in (3, 31, 255)]
+    print('sizes:')
+    sizes = bench_sizes(64, 32, [64, 128, 256, 512] if args.quick else [128, 256, 512, 1024],
+                        31, args.reps, args.device, dtype)
+    mrcnn = bench_mask_rcnn(max(2, args.reps // 2), args.mask_rcnn) if args.mask_rcnn else None
+
+    md = [f'LCN path: {path}; {args.device} {args.dtype}; {machine}; torch {torch.__version__}; '
+          f'window {args.window} for the shape table; medians of {args.reps} interleaved reps.',
+          '', table(rows, [('label', 'shape (N,C,H,W)', ''), ('groups', 'G', 'd'),
+                          ('gn_fwd_ms', 'GN fwd ms', '.1f'), ('lcn_fwd_ms', 'LCN fwd ms', '.1f'),
+                          ('fwd_ratio', 'fwd ratio', '.2f'),
+                          ('gn_fwdbwd_ms', 'GN fwd+bwd ms', '.1f'),
+                          ('lcn_fwdbwd_ms', 'LCN fwd+bwd ms', '.1f'),
+                          ('fwdbwd_ratio', 'fwd+bwd ratio', '.2f'),
+                          ('saved_ratio', 'saved-bytes ratio', '.2f')]),
+          '', f'Windows at {tuple(main_shape)}, G={main_groups} (forward+backward):', '',
+          table(wins, [('window', 'window', 'd'), ('fwdbwd_ms', 'LCN ms', '.1f'),
+                       ('gn_fwdbwd_ms', 'GN ms', '.1f')]),
+          '', f'max/min over windows 3, 31, 255: {max(flat) / min(flat):.3f}', '',
+          'Image size (N=1, C=64, G=32, window 31, forward+backward):', '',
+          table(sizes, [('size', 'H=W', 'd'), ('pixels', 'pixels', 'd'),
+                        ('lcn_fwdbwd_ms', 'LCN ms', '.1f'), ('gn_fwdbwd_ms', 'GN ms', '.1f')])]
+    if mrcnn:
+        md += ['', f"Mask R-CNN R50-FPN training step, batch 2 at {mrcnn['size']}px, "
+               f"{mrcnn['lcn_layers']} LCN layers ({mrcnn['gn_layers_left']} GN left): "
+               f"GN {mrcnn['gn_step_s']:.2f} s, LCN {mrcnn['lcn_step_s']:.2f} s, "
+               f"ratio {mrcnn['ratio']:.3f}"]
+    text = '\n'.join(md)
+    print()
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / 'results.md').write_text(text + '\n')
+        (args.out / 'results.json').write_text(json.dumps(
+            dict(machine=machine, path=path, argv=sys.argv[1:], shapes=rows, windows=wins,
+                 sizes=sizes, mask_rcnn=mrcnn), indent=1) + '\n')
+        plot(wins, sizes, args.out / 'lcn_time_vs_window_and_size.png')
+
+
+if __name__ == '__main__':
+    os.environ.setdefault('OMP_NUM_THREADS', '2')
+    main()
