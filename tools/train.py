@@ -12,8 +12,9 @@ import os
 import os.path as osp
 
 import lcn_mm  # noqa: F401  registers LCN/PN/LNCHW, even for configs without custom_imports
-from lcn_mm.utils.cli import add_norm_args, apply_norm_args, log_norm_summary, setup_scope
-from mmengine.config import Config, DictAction
+from lcn_mm.utils.cli import (add_norm_args, apply_norm_args, load_config, log_norm_summary,
+                              setup_scope)
+from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -46,7 +47,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     setup_scope(cfg)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:

@@ -9,16 +9,30 @@ import argparse
 import importlib
 
 from mmengine.config import Config, DictAction
+from mmengine.config.utils import _get_external_cfg_base_path, _get_package_and_cfg_path
 from mmengine.logging import print_log
+from mmengine.utils import get_installed_path
 from torch import nn
 
 from .norm_swap import norm_cfg_from_args, norm_layer_summary, swap_norms
 
-__all__ = ['SUPPORTED_SCOPES', 'add_norm_args', 'apply_norm_args', 'setup_scope',
+__all__ = ['SUPPORTED_SCOPES', 'load_config', 'add_norm_args', 'apply_norm_args', 'setup_scope',
            'log_norm_summary']
 
 #: default_scope -> package whose registries the Runner builds from.
 SUPPORTED_SCOPES = {'mmdet': 'mmdet', 'mmseg': 'mmseg'}
+
+
+def load_config(path: str) -> Config:
+    """``Config.fromfile`` that also takes upstream paths such as ``mmdet::gn/x.py``.
+
+    The ``pkg::`` form resolves inside the installed package (``<pkg>/.mim/configs``), as
+    ``_base_`` does, so ``--norm`` can run upstream configs without copying them.
+    """
+    if '::' in path:
+        package, rel_path = _get_package_and_cfg_path(path)
+        path = _get_external_cfg_base_path(get_installed_path(package), rel_path)
+    return Config.fromfile(path)
 
 
 def add_norm_args(parser: argparse.ArgumentParser) -> None:
