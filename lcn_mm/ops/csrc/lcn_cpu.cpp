@@ -92,29 +92,29 @@ void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_c, T* 
       const int64_t g = plane % G;
       const T* xp = x + plane * cpg * HW;
       T* yp = y + plane * cpg * HW;
+      // One pass over the channels, shifted by the first channel's value at each pixel:
+      // m = x0 + S1/cpg and M2 = S2 - S1^2/cpg, in double.
       double* m = s.a.data();
       double* q = s.b.data();
       std::fill(m, m + HW, 0.0);
       std::fill(q, q + HW, 0.0);
-      for (int64_t c = 0; c < cpg; ++c) {
+      for (int64_t c = 1; c < cpg; ++c) {
         const T* xc = xp + c * HW;
-        for (int64_t p = 0; p < HW; ++p) m[p] += static_cast<double>(xc[p]);
+        for (int64_t p = 0; p < HW; ++p) {
+          const double d = static_cast<double>(xc[p]) - static_cast<double>(xp[p]);
+          m[p] += d;
+          q[p] += d * d;
+        }
       }
       double k = 0.0;
       for (int64_t p = 0; p < HW; ++p) {
-        m[p] /= static_cast<double>(cpg);
+        const double s1 = m[p];
+        m[p] = static_cast<double>(xp[p]) + s1 / static_cast<double>(cpg);
+        q[p] = std::max(q[p] - s1 * s1 / static_cast<double>(cpg), 0.0);
         k += m[p];
       }
-      k /= static_cast<double>(HW);
-      if (cpg > 1) {
-        for (int64_t c = 0; c < cpg; ++c) {
-          const T* xc = xp + c * HW;
-          for (int64_t p = 0; p < HW; ++p) {
-            const double d = static_cast<double>(xc[p]) - m[p];
-            q[p] += d * d;
-          }
-        }
-      }
+      // Round the shift to T so that x - k is exact in T arithmetic when x is near k.
+      k = static_cast<double>(static_cast<T>(k / static_cast<double>(HW)));
       const double inv_cpg = 1.0 / static_cast<double>(cpg);
       for (int64_t p = 0; p < HW; ++p) {
         const double d = m[p] - k;
@@ -133,23 +133,20 @@ void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_c, T* 
           const double mu = m[p] * inv_n;
           const double var = std::max(q[p] * inv_n - mu * mu, 0.0);
           const double r = 1.0 / std::sqrt(var + eps);
-          m[p] = mu;  // keep double precision for the normalization below
-          q[p] = r;
           mup[p] = static_cast<T>(mu);
           rp[p] = static_cast<T>(r);
         }
       }
       shift[plane] = k;
+      // Normalize in the input precision (as GroupNorm does) from the stored maps.
+      const T kt = static_cast<T>(k);
       for (int64_t c = 0; c < cpg; ++c) {
         const int64_t ch = g * cpg + c;
-        const double w = weight ? static_cast<double>(weight[ch]) : 1.0;
-        const double b = bias ? static_cast<double>(bias[ch]) : 0.0;
+        const T w = weight ? weight[ch] : T(1);
+        const T b = bias ? bias[ch] : T(0);
         const T* xc = xp + c * HW;
         T* yc = yp + c * HW;
-        for (int64_t p = 0; p < HW; ++p) {
-          const double xh = (static_cast<double>(xc[p]) - k - m[p]) * q[p];
-          yc[p] = static_cast<T>(xh * w + b);
-        }
+        for (int64_t p = 0; p < HW; ++p) yc[p] = (xc[p] - kt - mup[p]) * (rp[p] * w) + b;
       }
     }
   }
