@@ -55,17 +55,24 @@ void box_sum(double* map, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int6
       std::copy(map, map + H * W, tmp.begin());
       src = tmp.data();
     }
-    for (int64_t i = 0; i < H; ++i) {
-      const double* in = src + i * W;
-      double* out = map + i * W;
-      double s = 0.0;
-      for (int64_t j = 0; j <= std::min(hi_w, W - 1); ++j) s += in[j];
-      // Split the loop at the clipping borders so the body has no branches.
-      const int64_t full_add = std::max<int64_t>(0, W - 1 - hi_w);  // j < full_add: add in[j+1+hi_w]
+    // Running sums along each row are a serial chain; eight rows at a time keep eight
+    // independent chains in flight.
+    const int64_t full_add = std::max<int64_t>(0, W - 1 - hi_w);  // j < full_add: add j+1+hi_w
+    const int64_t first = std::min(hi_w, W - 1);
+    constexpr int64_t R = 8;
+    for (int64_t i0 = 0; i0 < H; i0 += R) {
+      const int64_t rows = std::min(R, H - i0);
+      double sum[R] = {0, 0, 0, 0, 0, 0, 0, 0};
+      const double* in = src + i0 * W;
+      double* out = map + i0 * W;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j <= first; ++j) sum[r] += in[r * W + j];
       for (int64_t j = 0; j < W; ++j) {
-        out[j] = s;
-        if (j < full_add) s += in[j + 1 + hi_w];
-        if (j >= lo_w) s -= in[j - lo_w];
+        for (int64_t r = 0; r < rows; ++r) out[r * W + j] = sum[r];
+        if (j < full_add)
+          for (int64_t r = 0; r < rows; ++r) sum[r] += in[r * W + j + 1 + hi_w];
+        if (j >= lo_w)
+          for (int64_t r = 0; r < rows; ++r) sum[r] -= in[r * W + j - lo_w];
       }
     }
   } else if (src != map) {
@@ -107,6 +114,7 @@ void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_c, T* 
         }
       }
       double k = 0.0;
+#pragma omp simd reduction(+ : k)
       for (int64_t p = 0; p < HW; ++p) {
         const double s1 = m[p];
         m[p] = static_cast<double>(xp[p]) + s1 / static_cast<double>(cpg);
@@ -179,6 +187,7 @@ void backward_impl(const T* x, const T* dy, const T* mu_c, const T* rstd, const 
         const T* xc = xp + c * HW;
         const T* dc = dyp + c * HW;
         double sum_dxh = 0.0, sum_d = 0.0;
+#pragma omp simd reduction(+ : sum_dxh, sum_d)
         for (int64_t p = 0; p < HW; ++p) {
           const double xh = (static_cast<double>(xc[p]) - k - static_cast<double>(mup[p])) *
                             static_cast<double>(rp[p]);
