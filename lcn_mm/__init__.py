@@ -1,11 +1,15 @@
 """lcn_mm: Local Context Normalization for OpenMMLab.
 
 ``import lcn_mm`` registers ``'LCN'``, ``'PN'`` and ``'LNCHW'`` as norm layers for mmcv's
-``build_norm_layer`` (when mmengine is installed; the op and modules need only PyTorch).
+``build_norm_layer`` (when mmengine is installed; the op and modules need only PyTorch), and
+lets mmengine 0.10.7 load its own checkpoints on torch >= 2.6.
 """
+from . import compat
 from .layers import LCN, LayerNormCHW, PositionalNorm
 from .ops import local_context_norm
 from .version import __version__
+
+compat.apply()  # mmengine 0.10.7 checkpoints on torch >= 2.6 (see compat.py)
 
 try:
     import mmengine  # noqa: F401
