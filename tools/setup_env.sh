@@ -44,8 +44,10 @@ if [[ -n "${LCN_WHEELHOUSE:-}" ]]; then
 fi
 
 wheelhouse_writable() {
-    # `test -w` is not enough as root (permission bits are bypassed): really try to write.
+    # A folder with no write bit at all (e.g. a read-only copy of shared/wheels) counts as
+    # read-only even for root; otherwise really try to write (`test -w` is always true as root).
     [[ -n "$WHEELHOUSE" ]] || return 1
+    [[ -n "$(find "$WHEELHOUSE" -maxdepth 0 -perm /222)" ]] || return 1
     local probe
     probe="$(mktemp -p "$WHEELHOUSE" .write-probe.XXXXXX 2>/dev/null)" || return 1
     rm -f "$probe"
@@ -77,8 +79,10 @@ else
     [[ -n "${LCN_TORCH_INDEX_URL:-}" ]] && TORCH_INDEX=(--extra-index-url "$LCN_TORCH_INDEX_URL")
     pip_install "${TORCH_INDEX[@]}" "torch==$TORCH_VERSION"
 fi
-log "installing build tools (requirements/build.txt); a setuptools/torch conflict warning is expected"
-pip_install -r requirements/build.txt
+log "installing build tools (requirements/build.txt)"
+# --no-deps: these three have no dependencies, and it skips pip's conflict report about torch's
+# (unneeded at runtime) setuptools>=77 requirement.
+pip_install --no-deps -r requirements/build.txt
 
 # --- 2. mmcv with compiled ops ------------------------------------------------------------
 mmcv_ok() {
