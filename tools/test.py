@@ -42,7 +42,7 @@ def main() -> None:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    apply_norm_args(cfg, args)
+    norm_changes = apply_norm_args(cfg, args)
 
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -51,7 +51,7 @@ def main() -> None:
     cfg.load_from = args.checkpoint
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    log_norm_summary(runner.model)
+    log_norm_summary(runner.model, norm_changes)
     runner.test()
 
 

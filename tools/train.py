@@ -52,7 +52,7 @@ def main() -> None:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    apply_norm_args(cfg, args)
+    norm_changes = apply_norm_args(cfg, args)
 
     # work_dir priority: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:
@@ -81,7 +81,7 @@ def main() -> None:
         cfg.load_from = args.resume
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    log_norm_summary(runner.model)
+    log_norm_summary(runner.model, norm_changes)
     runner.train()
 
 

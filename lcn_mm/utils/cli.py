@@ -51,21 +51,22 @@ def add_norm_args(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_norm_args(cfg: Config, args: argparse.Namespace) -> list[str]:
-    """Apply ``--norm``/``--norm-cfg``/``--norm-all`` to ``cfg`` and log what changed."""
+    """Apply ``--norm``/``--norm-cfg``/``--norm-all`` to ``cfg``; return report lines.
+
+    Log them with :func:`log_norm_summary` once the Runner (and its log file) exists.
+    """
     if not args.norm:
         if args.norm_cfg or args.norm_all:
             raise SystemExit('--norm-cfg and --norm-all need --norm TYPE')
         return []
     norm_cfg = norm_cfg_from_args(args.norm, args.norm_cfg)
     changes = swap_norms(cfg, norm_cfg, add_missing=args.norm_all)
-    print_log(f'--norm {norm_cfg}: {len(changes)} changes', logger='current')
-    for change in changes:
-        print_log(f'  {change}', logger='current')
+    lines = [f'--norm {norm_cfg}: {len(changes)} changes'] + [f'  {c}' for c in changes]
     if cfg.get('load_from'):
-        print_log(f'load_from={cfg.load_from} was saved with the old norms; convert it with '
-                  'tools/model_converters/norm2lcn.py or its norm weights will not load',
-                  logger='current', level=30)
-    return changes
+        lines.append(f'WARNING: load_from={cfg.load_from} was saved with the old norms; '
+                     'convert it with tools/model_converters/norm2lcn.py or its norm '
+                     'weights will not load')
+    return lines
 
 
 def setup_scope(cfg: Config) -> str:
@@ -81,7 +82,9 @@ def setup_scope(cfg: Config) -> str:
     return scope
 
 
-def log_norm_summary(model: nn.Module) -> None:
-    """Log the built model's norm layers by type: the module-level check of a norm swap."""
+def log_norm_summary(model: nn.Module, norm_report: list[str]) -> None:
+    """Log the norm swap and the built model's norm layers by type (its module-level check)."""
+    for line in norm_report:
+        print_log(line, logger='current')
     summary = ', '.join(f'{name}: {n}' for name, n in sorted(norm_layer_summary(model).items()))
     print_log(f'norm layers in the model: {summary or "none"}', logger='current')
