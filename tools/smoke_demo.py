@@ -6,8 +6,8 @@ ResNet-18 with narrow FPN/heads, randomly initialised (no pretrained weights, no
 Every norm layer (backbone, FPN, the 4-conv bbox head and the mask head) is built from
 ``norm_cfg=dict(type='LCN', ...)``. The input is one fixed synthetic batch from
 ``mmdet.testing.demo_mm_inputs`` (random images, boxes and masks), so the printed losses
-should go down as the model fits it. This only shows that the pieces work together; it says
-nothing about accuracy.
+should go down as the model fits it (the script exits with an error if they do not). This only
+shows that the pieces work together; it says nothing about accuracy.
 
 Usage::
 
@@ -32,7 +32,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument('--window-size', type=int, default=7, help='LCN window (pixels)')
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--image-size', type=int, default=128)
-    parser.add_argument('--lr', type=float, default=0.02)
+    parser.add_argument('--lr', type=float, default=0.005)
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args(argv)
 
@@ -85,7 +85,8 @@ def main(argv: List[str]) -> int:
     warnings.filterwarnings('ignore', category=DeprecationWarning)
     warnings.filterwarnings('ignore', category=FutureWarning)
     from mmengine.logging import MMLogger
-    MMLogger.get_instance('lcn_mm_smoke_demo', log_level='WARNING')
+    if not MMLogger.check_instance_created('lcn_mm_smoke_demo'):
+        MMLogger.get_instance('lcn_mm_smoke_demo', log_level='WARNING')
     import lcn_mm  # noqa: F401  (registers 'LCN'; applies lcn_mm.compat)
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
@@ -127,6 +128,9 @@ def main(argv: List[str]) -> int:
             print(f'iter {it:3d}/{args.iters}  loss={loss:.4f}  {parts}  ({dt:.2f} s)',
                   flush=True)
     print(f'done: loss {first:.4f} -> {last:.4f} over {args.iters} iterations')
+    if args.iters > 1 and not last < first:
+        print('ERROR: the loss did not go down on a fixed batch', file=sys.stderr)
+        return 1
     return 0
 
 
