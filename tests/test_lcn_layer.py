@@ -67,6 +67,15 @@ def test_wrong_input_rank_and_channels():
         layer(torch.randn(2, 4, 5, 5))
 
 
+def test_check_finite_raises_instead_of_propagating():
+    x = torch.randn(1, 8, 5, 5)
+    x[0, 3, 2, 2] = float('nan')
+    x[0, 1, 0, 0] = float('inf')
+    assert torch.isnan(LCN(8, num_groups=2, window_size=3)(x)).any()  # default: propagate
+    with pytest.raises(FloatingPointError, match='1 NaN and 1 Inf values'):
+        LCN(8, num_groups=2, window_size=3, check_finite=True)(x)
+
+
 def test_positional_norm_and_layer_norm_chw():
     x = torch.randn(2, 6, 5, 4, dtype=torch.float64)
     pn = PositionalNorm(6).double()

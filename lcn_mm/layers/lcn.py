@@ -70,6 +70,8 @@ class LCN(nn.GroupNorm):
         affine: learn per-channel ``weight`` and ``bias`` of shape (C,).
         detach_stats: stop the gradient through the statistics, as the authors' code did
             (for comparison only; the default is the true gradient).
+        check_finite: raise ``FloatingPointError`` on NaN/Inf input instead of propagating it
+            (costs one extra pass over the input; for debugging diverging runs).
     """
 
     _abbr_ = 'lcn'
@@ -77,7 +79,7 @@ class LCN(nn.GroupNorm):
     def __init__(self, num_features: int, num_groups: Optional[int] = None,
                  channels_per_group: Optional[int] = None,
                  window_size: WindowSize = DEFAULT_WINDOW, eps: float = 1e-5,
-                 affine: bool = True, detach_stats: bool = False,
+                 affine: bool = True, detach_stats: bool = False, check_finite: bool = False,
                  device: Optional[torch.device] = None,
                  dtype: Optional[torch.dtype] = None) -> None:
         _check_num_features(num_features)
@@ -88,6 +90,7 @@ class LCN(nn.GroupNorm):
                          dtype=dtype)
         self.window_size = window
         self.detach_stats = bool(detach_stats)
+        self.check_finite = bool(check_finite)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4:
@@ -98,13 +101,19 @@ class LCN(nn.GroupNorm):
             raise ValueError(
                 f'{type(self).__name__} was built for num_features={self.num_channels} '
                 f'channels, got an input with {x.shape[1]}')
+        if self.check_finite and not torch.isfinite(x).all():
+            nan, inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+            raise FloatingPointError(
+                f'{self!r} got a non-finite input of shape {tuple(x.shape)}: {nan} NaN and '
+                f'{inf} Inf values (check_finite=True)')
         return local_context_norm(x, self.num_groups, self.window_size, self.weight,
                                   self.bias, self.eps, self.detach_stats)
 
     def extra_repr(self) -> str:
         return (f'{self.num_channels}, num_groups={self.num_groups}, '
                 f'window_size={self.window_size}, eps={self.eps}, affine={self.affine}'
-                + (', detach_stats=True' if self.detach_stats else ''))
+                + (', detach_stats=True' if self.detach_stats else '')
+                + (', check_finite=True' if self.check_finite else ''))
 
 
 class PositionalNorm(LCN):
