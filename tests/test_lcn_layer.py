@@ -132,7 +132,10 @@ def test_is_norm_and_conv_module():
     assert conv.conv.bias is None  # the norm follows, so the conv drops its bias
     conv.init_weights()
     assert torch.equal(conv.lcn.weight, torch.ones(8))
-    assert conv(torch.randn(2, 3, 10, 10)).shape == (2, 8, 10, 10)
+    out = conv(torch.randn(2, 3, 10, 10))  # ReLU(inplace=True) right after LCN
+    assert out.shape == (2, 8, 10, 10)
+    out.sum().backward()
+    assert conv.lcn.weight.grad is not None and torch.isfinite(conv.conv.weight.grad).all()
 
 
 def test_norm_decay_mult_applies_to_lcn():
