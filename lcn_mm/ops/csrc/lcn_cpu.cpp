@@ -81,8 +81,12 @@ void box_sum(double* map, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int6
 }
 
 struct Scratch {
-  std::vector<double> a, b, tmp, acc;
-  explicit Scratch(int64_t H, int64_t W) : a(H * W), b(H * W), tmp(H * W), acc(W) {}
+  std::vector<double> a, b, tmp, acc, inv_cw;
+  // inv_cw[j]: 1 / (number of window columns at j), so the per-pixel loops vectorize.
+  Scratch(int64_t H, int64_t W, int64_t lo_w, int64_t hi_w)
+      : a(H * W), b(H * W), tmp(H * W), acc(W), inv_cw(W) {
+    for (int64_t j = 0; j < W; ++j) inv_cw[j] = 1.0 / count1d(j, W, lo_w, hi_w);
+  }
 };
 
 template <typename T>
@@ -93,7 +97,7 @@ void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_c, T* 
   const int64_t HW = H * W, planes = N * G;
 #pragma omp parallel num_threads(nthreads)
   {
-    Scratch s(H, W);
+    Scratch s(H, W, lo_w, hi_w);
 #pragma omp for schedule(static)
     for (int64_t plane = 0; plane < planes; ++plane) {
       const int64_t g = plane % G;
@@ -133,16 +137,21 @@ void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_c, T* 
       box_sum(q, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc);
       T* mup = mu_c + plane * HW;
       T* rp = rstd + plane * HW;
+      const double* inv_cw = s.inv_cw.data();
       for (int64_t i = 0; i < H; ++i) {
-        const double ch = count1d(i, H, lo_h, hi_h);
+        const double inv_ch = 1.0 / count1d(i, H, lo_h, hi_h);
+        const double* mi = m + i * W;
+        const double* qi = q + i * W;
+        T* mui = mup + i * W;
+        T* ri = rp + i * W;
+#pragma omp simd
         for (int64_t j = 0; j < W; ++j) {
-          const int64_t p = i * W + j;
-          const double inv_n = 1.0 / (ch * count1d(j, W, lo_w, hi_w));
-          const double mu = m[p] * inv_n;
-          const double var = std::max(q[p] * inv_n - mu * mu, 0.0);
+          const double inv_n = inv_ch * inv_cw[j];
+          const double mu = mi[j] * inv_n;
+          const double var = std::max(qi[j] * inv_n - mu * mu, 0.0);
           const double r = 1.0 / std::sqrt(var + eps);
-          mup[p] = static_cast<T>(mu);
-          rp[p] = static_cast<T>(r);
+          mui[j] = static_cast<T>(mu);
+          ri[j] = static_cast<T>(r);
         }
       }
       shift[plane] = k;
@@ -168,7 +177,7 @@ void backward_impl(const T* x, const T* dy, const T* mu_c, const T* rstd, const 
   const int64_t HW = H * W, planes = N * G, C = G * cpg;
 #pragma omp parallel num_threads(nthreads)
   {
-    Scratch s(H, W);
+    Scratch s(H, W, lo_w, hi_w);
 #pragma omp for schedule(static)
     for (int64_t plane = 0; plane < planes; ++plane) {
       const int64_t n = plane / G, g = plane % G;
@@ -201,15 +210,20 @@ void backward_impl(const T* x, const T* dy, const T* mu_c, const T* rstd, const 
         if (db_part) db_part[n * C + ch] = sum_d;
       }
       if (!dx) continue;
+      const double* inv_cw = s.inv_cw.data();
       for (int64_t i = 0; i < H; ++i) {
-        const double ch = count1d(i, H, lo_h, hi_h);
+        const double inv_ch = 1.0 / (static_cast<double>(cpg) * count1d(i, H, lo_h, hi_h));
+        double* Ai = A + i * W;
+        double* Bi = B + i * W;
+        const T* mui = mup + i * W;
+        const T* ri = rp + i * W;
+#pragma omp simd
         for (int64_t j = 0; j < W; ++j) {
-          const int64_t p = i * W + j;
-          const double inv_n = 1.0 / (static_cast<double>(cpg) * ch * count1d(j, W, lo_w, hi_w));
-          const double r = static_cast<double>(rp[p]);
-          const double beta = -r * r * B[p] * inv_n;
-          A[p] = -r * A[p] * inv_n - static_cast<double>(mup[p]) * beta;
-          B[p] = beta;
+          const double inv_n = inv_ch * inv_cw[j];
+          const double r = static_cast<double>(ri[j]);
+          const double beta = -r * r * Bi[j] * inv_n;
+          Ai[j] = -r * Ai[j] * inv_n - static_cast<double>(mui[j]) * beta;
+          Bi[j] = beta;
         }
       }
       // The adjoint of the clipped box sum is the box sum over the reflected window.
