@@ -42,11 +42,18 @@ void box_sum(double* map, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int6
       const int64_t add = i + 1 + hi_h, sub = i - lo_h;
       const double* in_add = add < H ? map + add * W : nullptr;
       const double* in_sub = sub >= 0 ? map + sub * W : nullptr;
-      for (int64_t j = 0; j < W; ++j) out[j] = a[j];
-      if (in_add)
-        for (int64_t j = 0; j < W; ++j) a[j] += in_add[j];
-      if (in_sub)
-        for (int64_t j = 0; j < W; ++j) a[j] -= in_sub[j];
+      if (in_add && in_sub) {
+        for (int64_t j = 0; j < W; ++j) {
+          out[j] = a[j];
+          a[j] += in_add[j] - in_sub[j];
+        }
+      } else {
+        for (int64_t j = 0; j < W; ++j) out[j] = a[j];
+        if (in_add)
+          for (int64_t j = 0; j < W; ++j) a[j] += in_add[j];
+        if (in_sub)
+          for (int64_t j = 0; j < W; ++j) a[j] -= in_sub[j];
+      }
     }
     src = tmp.data();
   }
