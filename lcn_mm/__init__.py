@@ -16,6 +16,6 @@ try:
 except ImportError:  # plain PyTorch use: nothing to register into
     pass
 else:
-    from . import registry  # noqa: F401
+    from . import registry, utils  # noqa: F401  (norm layers; 'LCNPretrained' initializer)
 
 __all__ = ['LCN', 'PositionalNorm', 'LayerNormCHW', 'local_context_norm', '__version__']
