@@ -1,0 +1,62 @@
+"""Building and loading the fused CPU kernels, and the fallback when that fails."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lcn_mm.ops import local_context_norm, native
+
+
+@pytest.fixture
+def fresh_native(monkeypatch, tmp_path):
+    """A native module that has not loaded anything yet and caches into tmp_path."""
+    monkeypatch.setattr(native, '_lib', None)
+    monkeypatch.setattr(native, '_load_failed', False)
+    monkeypatch.setenv('LCN_MM_CACHE', str(tmp_path))
+    return tmp_path
+
+
+def test_build_is_cached_and_atomic(fresh_native):
+    assert native.library() is not None
+    built = list(fresh_native.glob('liblcn_cpu_*.so'))
+    assert len(built) == 1 and not list(fresh_native.glob('*.so.*'))
+    # A second load in a fresh state reuses the cached file (same name, no rebuild).
+    mtime = built[0].stat().st_mtime_ns
+    native._lib, native._load_failed = None, False
+    assert native.library() is not None
+    assert built[0].stat().st_mtime_ns == mtime
+
+
+def test_failed_build_falls_back_with_one_warning(fresh_native, monkeypatch):
+    monkeypatch.setenv('CXX', str(fresh_native / 'no-such-compiler'))
+    x = torch.randn(2, 8, 9, 9, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match='could not build the fused CPU kernels') as record:
+        y = local_context_norm(x, 2, 3)
+        local_context_norm(x, 2, 3)
+    assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
+    assert not native.supports(x)
+    # The fallback computes the same thing.
+    monkeypatch.setattr(native, '_lib', None)
+    monkeypatch.setattr(native, '_load_failed', False)
+    monkeypatch.delenv('CXX')
+    torch.testing.assert_close(y, local_context_norm(x, 2, 3))
+    assert native.supports(x)
+
+
+def test_native_disabled_by_environment(fresh_native, monkeypatch):
+    monkeypatch.setenv('LCN_MM_NATIVE', '0')
+    assert native.library() is None
+    assert not native.supports(torch.randn(1, 2, 3, 3))
+
+
+def test_thread_count_does_not_change_results():
+    x = torch.randn(3, 16, 21, 17)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = local_context_norm(x, 4, 7)
+        torch.set_num_threads(2)
+        two = local_context_norm(x, 4, 7)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
