@@ -11,11 +11,11 @@ import os
 import os.path as osp
 
 import lcn_mm  # noqa: F401  registers LCN/PN/LNCHW, even for configs without custom_imports
-from lcn_mm.utils.cli import (add_norm_args, apply_norm_args, load_config, log_norm_summary,
-                              setup_scope)
+from lcn_mm.utils.cli import (add_norm_args, apply_norm_args, build_runner, load_config,
+                              log_norm_summary, setup_scope)
+from lcn_mm.utils.dist import prepare_cpu_distributed
+from lcn_mm.utils.errors import check_norm_types, run_cli
 from mmengine.config import DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,6 +29,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--debug', action='store_true',
+                        help='show tracebacks for bad input (also LCN_MM_DEBUG=1)')
     add_norm_args(parser)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -43,17 +45,22 @@ def main() -> None:
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     norm_changes = apply_norm_args(cfg, args)
+    check_norm_types(cfg)
 
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    # mmengine loads non-strictly and only logs mismatches: never evaluate random weights.
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+        dict(type='CheckCheckpointHook', checkpoint=args.checkpoint, strict=True)]
 
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    prepare_cpu_distributed(cfg, args.launcher)
+    runner = build_runner(cfg)
     log_norm_summary(runner.model, norm_changes)
     runner.test()
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

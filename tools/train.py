@@ -12,11 +12,11 @@ import os
 import os.path as osp
 
 import lcn_mm  # noqa: F401  registers LCN/PN/LNCHW, even for configs without custom_imports
-from lcn_mm.utils.cli import (add_norm_args, apply_norm_args, load_config, log_norm_summary,
-                              setup_scope)
+from lcn_mm.utils.cli import (add_norm_args, apply_amp, apply_norm_args, build_runner,
+                              load_config, log_norm_summary, setup_scope, use_atomic_checkpoints)
+from lcn_mm.utils.dist import prepare_cpu_distributed
+from lcn_mm.utils.errors import check_norm_types, run_cli
 from mmengine.config import DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,6 +39,8 @@ def parse_args() -> argparse.Namespace:
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--debug', action='store_true',
+                        help='show tracebacks for bad input (also LCN_MM_DEBUG=1)')
     add_norm_args(parser)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -60,12 +62,10 @@ def main() -> None:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
-    if args.amp:
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') not in ('OptimWrapper',
-                                                                  'AmpOptimWrapper'):
-            raise SystemExit(f'--amp needs an OptimWrapper, got {cfg.optim_wrapper.type}')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.loss_scale = 'dynamic'
+    check_norm_types(cfg)
+    use_atomic_checkpoints(cfg)  # a kill while saving never leaves a corrupt latest checkpoint
+    if args.amp:  # float16 AmpOptimWrapper on GPU, bfloat16 CPUAmpOptimWrapper on CPU
+        apply_amp(cfg)
 
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
@@ -80,10 +80,19 @@ def main() -> None:
         cfg.resume = True
         cfg.load_from = args.resume
 
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    # Before loading: a resume checkpoint must fit the model (mmengine only logs mismatches);
+    # a load_from checkpoint (fine-tuning may load a subset) must at least be readable.
+    if cfg.get('resume') or cfg.get('load_from'):
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(
+            type='CheckCheckpointHook', checkpoint=cfg.get('load_from'),
+            strict=bool(cfg.get('resume')),
+            what='resume checkpoint' if cfg.get('resume') else 'load_from checkpoint')]
+
+    prepare_cpu_distributed(cfg, args.launcher)  # torchrun on CPU-only machines (gloo)
+    runner = build_runner(cfg)
     log_norm_summary(runner.model, norm_changes)
     runner.train()
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -14,10 +14,12 @@ from mmengine.logging import print_log
 from mmengine.utils import get_installed_path
 from torch import nn
 
+from .amp import amp_optim_wrapper_type
+from .errors import UserInputError, load_config_checked
 from .norm_swap import norm_cfg_from_args, norm_layer_summary, swap_norms
 
 __all__ = ['SUPPORTED_SCOPES', 'load_config', 'add_norm_args', 'apply_norm_args', 'setup_scope',
-           'log_norm_summary']
+           'log_norm_summary', 'apply_amp', 'use_atomic_checkpoints', 'build_runner']
 
 #: default_scope -> package whose registries the Runner builds from.
 SUPPORTED_SCOPES = {'mmdet': 'mmdet', 'mmseg': 'mmseg'}
@@ -28,11 +30,15 @@ def load_config(path: str) -> Config:
 
     The ``pkg::`` form resolves inside the installed package (``<pkg>/.mim/configs``), as
     ``_base_`` does, so ``--norm`` can run upstream configs without copying them.
+    A missing or malformed file raises :class:`~lcn_mm.utils.errors.UserInputError`.
     """
-    if '::' in path:
-        package, rel_path = _get_package_and_cfg_path(path)
-        path = _get_external_cfg_base_path(get_installed_path(package), rel_path)
-    return Config.fromfile(path)
+    def load(path: str) -> Config:
+        if '::' in path:
+            package, rel_path = _get_package_and_cfg_path(path)
+            path = _get_external_cfg_base_path(get_installed_path(package), rel_path)
+        return Config.fromfile(path)
+
+    return load_config_checked(path, load)
 
 
 def add_norm_args(parser: argparse.ArgumentParser) -> None:
@@ -88,3 +94,33 @@ def log_norm_summary(model: nn.Module, norm_report: list[str]) -> None:
         print_log(line, logger='current')
     summary = ', '.join(f'{name}: {n}' for name, n in sorted(norm_layer_summary(model).items()))
     print_log(f'norm layers in the model: {summary or "none"}', logger='current')
+
+
+def apply_amp(cfg: Config) -> None:
+    """``--amp``: float16 ``AmpOptimWrapper`` on GPU, bfloat16 ``CPUAmpOptimWrapper`` on CPU."""
+    if cfg.optim_wrapper.get('type', 'OptimWrapper') not in (
+            'OptimWrapper', 'AmpOptimWrapper', 'CPUAmpOptimWrapper'):
+        raise SystemExit(f'--amp needs an OptimWrapper, got {cfg.optim_wrapper.type}')
+    cfg.optim_wrapper.type = amp_optim_wrapper_type()
+    cfg.optim_wrapper.loss_scale = 'dynamic'  # ignored by CPUAmpOptimWrapper (bfloat16)
+
+
+def use_atomic_checkpoints(cfg: Config) -> None:
+    """Turn the config's ``CheckpointHook`` into ``AtomicCheckpointHook`` (same arguments)."""
+    hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if hook is not None and hook.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook'):
+        hook.type = 'AtomicCheckpointHook'
+
+
+def build_runner(cfg: Config):
+    """Build the Runner; errors from building the model/datasets from the config are bad input.
+
+    (A ``norm_cfg`` whose groups do not divide a layer's channels, a wrong argument name, ...).
+    """
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    try:
+        return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    except (ValueError, TypeError, KeyError, AssertionError) as exc:
+        msg = ' '.join(str(exc).split())
+        raise UserInputError(f'cannot build the model/runner of {cfg.filename}: {msg}') from exc
