@@ -211,6 +211,9 @@ def main() -> None:
     ap.add_argument('--reps', type=int, default=5)
     ap.add_argument('--window', type=int, default=31, help='window for the shape table')
     ap.add_argument('--quick', action='store_true', help='small shapes only')
+    ap.add_argument('--shapes', type=int, default=len(SHAPES),
+                    help='benchmark only the first N shapes of the table (the first is the target)')
+    ap.add_argument('--no-sizes', action='store_true', help='skip the image-size sweep')
     ap.add_argument('--reference', action='store_true',
                     help='time the pure-PyTorch path instead of the fused kernels')
     ap.add_argument('--mask-rcnn', type=int, default=0, metavar='SIZE',
@@ -229,7 +232,7 @@ def main() -> None:
                else f'{platform.processor() or platform.machine()}, {args.threads} threads')
     print(f'# LCN vs GroupNorm: {args.device} {args.dtype}, {machine}, LCN path: {path}, '
           f'torch {torch.__version__}')
-    shapes = QUICK_SHAPES if args.quick else SHAPES
+    shapes = QUICK_SHAPES if args.quick else SHAPES[:max(1, args.shapes)]
     print('shapes:')
     rows = bench_shapes(shapes, args.window, args.reps, args.device, dtype)
     main_shape, main_groups = shapes[0][1], shapes[0][2]
@@ -238,8 +241,9 @@ def main() -> None:
                          args.reps, args.device, dtype)
     flat = [r['fwdbwd_ms'] for r in wins if r['window'] in (3, 31, 255)]
     print('sizes:')
-    sizes = bench_sizes(64, 32, [64, 128, 256, 512] if args.quick else [128, 256, 512, 1024],
-                        31, args.reps, args.device, dtype)
+    sizes = [] if args.no_sizes else bench_sizes(
+        64, 32, [64, 128, 256, 512] if args.quick else [128, 256, 512, 1024], 31, args.reps,
+        args.device, dtype)
     mrcnn = bench_mask_rcnn(max(2, args.reps // 2), args.mask_rcnn) if args.mask_rcnn else None
 
     md = [f'LCN path: {path}; {args.device} {args.dtype}; {machine}; torch {torch.__version__}; '
@@ -254,10 +258,11 @@ def main() -> None:
           '', f'Windows at {tuple(main_shape)}, G={main_groups} (forward+backward):', '',
           table(wins, [('window', 'window', 'd'), ('fwdbwd_ms', 'LCN ms', '.1f'),
                        ('gn_fwdbwd_ms', 'GN ms', '.1f')]),
-          '', f'max/min over windows 3, 31, 255: {max(flat) / min(flat):.3f}', '',
-          'Image size (N=1, C=64, G=32, window 31, forward+backward):', '',
-          table(sizes, [('size', 'H=W', 'd'), ('pixels', 'pixels', 'd'),
-                        ('lcn_fwdbwd_ms', 'LCN ms', '.1f'), ('gn_fwdbwd_ms', 'GN ms', '.1f')])]
+          '', f'max/min over windows 3, 31, 255: {max(flat) / min(flat):.3f}']
+    if sizes:
+        md += ['', 'Image size (N=1, C=64, G=32, window 31, forward+backward):', '',
+               table(sizes, [('size', 'H=W', 'd'), ('pixels', 'pixels', 'd'),
+                             ('lcn_fwdbwd_ms', 'LCN ms', '.1f'), ('gn_fwdbwd_ms', 'GN ms', '.1f')])]
     if mrcnn:
         md += ['', f"Mask R-CNN R50-FPN training step, batch 2 at {mrcnn['size']}px, "
                f"{mrcnn['lcn_layers']} LCN layers: "
@@ -272,7 +277,8 @@ def main() -> None:
         (args.out / 'results.json').write_text(json.dumps(
             dict(machine=machine, path=path, argv=sys.argv[1:], shapes=rows, windows=wins,
                  sizes=sizes, mask_rcnn=mrcnn), indent=1) + '\n')
-        plot(wins, sizes, args.out / 'lcn_time_vs_window_and_size.png')
+        if sizes:
+            plot(wins, sizes, args.out / 'lcn_time_vs_window_and_size.png')
     print(f'total benchmark time {time.perf_counter() - t0:.0f} s')
 
 
