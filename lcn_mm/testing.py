@@ -112,3 +112,37 @@ class LCNToyHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
                    osp.join(runner.work_dir, f'params_rank{get_rank()}.pth'))
+
+
+# ------------------------------------------------------------ running the tools in tests
+
+#: The repository root (an editable install or a checkout) and the toy config.
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOY_CONFIG = osp.join(REPO_ROOT, 'tests', 'configs', 'lcn_toy.py')
+
+
+def tool_env(**extra: str) -> dict:
+    """Environment for tool subprocesses: one OpenMP thread, gloo on loopback, repo importable."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', GLOO_SOCKET_IFNAME='lo',
+               PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT,
+                                                        os.environ.get('PYTHONPATH')])))
+    env.pop('LCN_TOY_KILL_AT_ITER', None)
+    env.pop('LCN_MM_DEBUG', None)
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for torchrun's rendezvous)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run_tool(args: list, env: Optional[dict] = None, timeout: float = 240):
+    """Run ``python <args>`` from the repository root; return the CompletedProcess."""
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO_ROOT, env=env or tool_env())

@@ -6,51 +6,27 @@ batch mean, so DDP's gradient averaging is the single-process gradient. BN is sh
 """
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
 import lcn_mm
-from lcn_mm.testing import LCNToyDataset, LCNToyNet
+from lcn_mm.testing import (REPO_ROOT, TOY_CONFIG, LCNToyDataset, LCNToyNet, free_port,
+                            run_tool)
 
-ROOT = Path(__file__).resolve().parents[1]
-TOY = ROOT / 'tests/configs/lcn_toy.py'
-PY = sys.executable
-
-
-def tool_env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS='1', GLOO_SOCKET_IFNAME='lo',
-               PYTHONPATH=f'{ROOT}{os.pathsep}{os.environ.get("PYTHONPATH", "")}')
-    env.pop('LCN_TOY_KILL_AT_ITER', None)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def run(cmd: list, **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=ROOT,
-                          env=kw.pop('env', tool_env()), **kw)
-    return proc
+ROOT = Path(REPO_ROOT)
 
 
 def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path: Path) -> None:
     ddp, single = tmp_path / 'ddp', tmp_path / 'single'
-    torchrun = [PY, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-                '--master_addr', '127.0.0.1', '--master_port', str(free_port())]
-    proc = run(torchrun + [str(ROOT / 'tools/train.py'), str(TOY), '--launcher', 'pytorch',
-                           '--work-dir', str(ddp),
-                           '--cfg-options', 'train_dataloader.batch_size=2'])
+    torchrun = ['-m', 'torch.distributed.run', '--nproc_per_node', '2',
+                '--master_addr', '127.0.0.1', '--master_port', free_port()]
+    proc = run_tool(torchrun + [ROOT / 'tools/train.py', TOY_CONFIG, '--launcher', 'pytorch',
+                                '--work-dir', ddp,
+                                '--cfg-options', 'train_dataloader.batch_size=2'])
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    proc = run([PY, str(ROOT / 'tools/train.py'), str(TOY), '--work-dir', str(single),
-                '--cfg-options', 'train_dataloader.batch_size=4'])
+    proc = run_tool([ROOT / 'tools/train.py', TOY_CONFIG, '--work-dir', single,
+                     '--cfg-options', 'train_dataloader.batch_size=4'])
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     rank0 = torch.load(ddp / 'params_rank0.pth')
