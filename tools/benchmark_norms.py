@@ -48,15 +48,19 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
+STAT = statistics.median
+
+
 def compare(fns: Dict[str, Callable[[], None]], reps: int) -> Dict[str, float]:
-    """Median seconds per function, repetitions interleaved after one warm-up each."""
+    """Seconds per function (median, or min with --stat min), repetitions interleaved
+    after one warm-up each."""
     for fn in fns.values():
         fn()
     samples: Dict[str, List[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for name, fn in fns.items():
             samples[name].append(timed(fn))
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return {k: STAT(v) for k, v in samples.items()}
 
 
 def saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
@@ -209,6 +213,8 @@ def main() -> None:
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16', 'float16'])
     ap.add_argument('--reps', type=int, default=5)
+    ap.add_argument('--stat', choices=['median', 'min'], default='median',
+                    help='summary of the repetitions; min is robust to other load on the machine')
     ap.add_argument('--window', type=int, default=31, help='window for the shape table')
     ap.add_argument('--quick', action='store_true', help='small shapes only')
     ap.add_argument('--shapes', type=int, default=len(SHAPES),
@@ -222,6 +228,8 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
+    global STAT
+    STAT = min if args.stat == 'min' else statistics.median
     torch.set_num_threads(args.threads)
     if args.reference:
         native.supports = lambda x: False  # type: ignore[assignment]
@@ -247,7 +255,7 @@ def main() -> None:
     mrcnn = bench_mask_rcnn(max(2, args.reps // 2), args.mask_rcnn) if args.mask_rcnn else None
 
     md = [f'LCN path: {path}; {args.device} {args.dtype}; {machine}; torch {torch.__version__}; '
-          f'window {args.window} for the shape table; medians of {args.reps} interleaved reps.',
+          f'window {args.window} for the shape table; {args.stat} of {args.reps} interleaved reps.',
           '', table(rows, [('label', 'shape (N,C,H,W)', ''), ('groups', 'G', 'd'),
                           ('gn_fwd_ms', 'GN fwd ms', '.1f'), ('lcn_fwd_ms', 'LCN fwd ms', '.1f'),
                           ('fwd_ratio', 'fwd ratio', '.2f'),
