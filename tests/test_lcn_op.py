@@ -255,6 +255,17 @@ def test_channels_last(device):
                                torch.autograd.grad(y, x, gy)[0])
 
 
+def test_non_contiguous_input():
+    base = torch.randn(2, 16, 14, 22, dtype=torch.float64)
+    x = base[:, ::2, 1::2, ::2].requires_grad_(True)   # strided view
+    xc = x.detach().contiguous().requires_grad_(True)
+    y, yc = local_context_norm(x, 4, 3), local_context_norm(xc, 4, 3)
+    torch.testing.assert_close(y, yc)
+    gy = torch.randn_like(yc)
+    torch.testing.assert_close(torch.autograd.grad(y, x, gy)[0],
+                               torch.autograd.grad(yc, xc, gy)[0])
+
+
 def test_empty_batch():
     x = torch.randn(0, 8, 7, 7, requires_grad=True)
     weight = torch.ones(8, requires_grad=True)

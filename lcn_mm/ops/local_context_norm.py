@@ -328,6 +328,8 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
                   min(window[2], w - 1), min(window[3], w - 1))
         if x.shape[0] == 0:
             return F.group_norm(x, num_groups, weight, bias, eps)
+        if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+            x = x.contiguous()  # e.g. a strided slice: both paths need a group-splittable view
         compute = x.to(_compute_dtype(x))
         if not detach_stats and native.supports(compute):
             y = _NativeLocalContextNorm.apply(compute, weight, bias, num_groups, window,
