@@ -268,25 +268,25 @@ class _LocalContextNorm(torch.autograd.Function):
 class _NativeLocalContextNorm(torch.autograd.Function):
     """The same op through the fused CPU kernels (contiguous float32/float64 on CPU).
 
-    Saves ``x`` (as GroupNorm does) and two per-group maps plus one shift per (n, g).
+    Saves only ``x`` (and the weight), as GroupNorm does: the backward kernel recomputes the
+    window statistics, which costs less than writing and keeping two per-group maps.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
                 num_groups: int, window: Tuple[int, int, int, int], eps: float) -> Tensor:
-        y, mu_c, rstd, shift = native.forward(x, weight, bias, num_groups, window, eps)
-        ctx.save_for_backward(x, mu_c, rstd, shift, weight)
-        ctx.num_groups, ctx.window = num_groups, window
+        ctx.save_for_backward(x, weight)
+        ctx.num_groups, ctx.window, ctx.eps = num_groups, window, eps
         ctx.bias_dtype = bias.dtype if bias is not None else None
-        return y
+        return native.forward(x, weight, bias, num_groups, window, eps)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        x, mu_c, rstd, shift, weight = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_w, need_b = need_w and weight is not None, need_b and ctx.bias_dtype is not None
-        dx, dw, db = native.backward(x, grad_out, mu_c, rstd, shift, weight, ctx.num_groups,
-                                     ctx.window, need_x, need_w, need_b)
+        dx, dw, db = native.backward(x, grad_out, weight, ctx.num_groups, ctx.window, ctx.eps,
+                                     need_x, need_w, need_b)
         dw = dw.to(weight.dtype) if dw is not None else None
         db = db.to(ctx.bias_dtype) if db is not None else None
         return dx, dw, db, None, None, None

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 _SOURCE = Path(__file__).with_name('csrc') / 'lcn_cpu.cpp'
-_FLAGS = ['-O3', '-march=native', '-fopenmp', '-shared', '-fPIC', '-std=c++17']
+_FLAGS = ['-O3', '-march=native', '-fno-math-errno', '-fopenmp', '-shared', '-fPIC', '-std=c++17']
 _lib: Optional[ctypes.CDLL] = None
 _load_failed = False
 
@@ -64,10 +64,10 @@ def _build(compiler: str) -> Path:
 def _declare(lib: ctypes.CDLL) -> None:
     for suffix in ('f32', 'f64'):
         fwd = getattr(lib, f'lcn_forward_{suffix}')
-        fwd.argtypes = [_ptr] * 7 + [_i64] * 9 + [_dbl, _int]
+        fwd.argtypes = [_ptr] * 4 + [_i64] * 9 + [_dbl, _int]
         fwd.restype = None
         bwd = getattr(lib, f'lcn_backward_{suffix}')
-        bwd.argtypes = [_ptr] * 9 + [_i64] * 9 + [_int]
+        bwd.argtypes = [_ptr] * 6 + [_i64] * 9 + [_dbl, _int]
         bwd.restype = None
 
 
@@ -105,26 +105,23 @@ def _p(t: Optional[Tensor]) -> Optional[int]:
 
 
 def forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
-            window: Tuple[int, int, int, int], eps: float
-            ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Returns y and what the backward needs: mu - shift, rstd (N, G, H, W), shift (N, G)."""
+            window: Tuple[int, int, int, int], eps: float) -> Tensor:
+    """LCN of a contiguous float32/float64 CPU tensor; ``window = (lo_h, hi_h, lo_w, hi_w)``."""
     n, c, h, w = x.shape
     y = torch.empty_like(x)
-    mu_c = x.new_empty((n, num_groups, h, w))
-    rstd = torch.empty_like(mu_c)
-    shift = x.new_empty((n, num_groups), dtype=torch.float64)
     weight = None if weight is None else weight.detach().to(x.dtype).contiguous()
     bias = None if bias is None else bias.detach().to(x.dtype).contiguous()
     fn = library().lcn_forward_f32 if x.dtype == torch.float32 else library().lcn_forward_f64
-    fn(_p(x), _p(weight), _p(bias), _p(y), _p(mu_c), _p(rstd), _p(shift),
-       n, num_groups, c // num_groups, h, w, *window, eps, torch.get_num_threads())
-    return y, mu_c, rstd, shift
+    fn(_p(x), _p(weight), _p(bias), _p(y), n, num_groups, c // num_groups, h, w, *window, eps,
+       torch.get_num_threads())
+    return y
 
 
-def backward(x: Tensor, grad_out: Tensor, mu_c: Tensor, rstd: Tensor, shift: Tensor,
-             weight: Optional[Tensor], num_groups: int, window: Tuple[int, int, int, int],
-             need_x: bool, need_w: bool, need_b: bool
-             ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+def backward(x: Tensor, grad_out: Tensor, weight: Optional[Tensor], num_groups: int,
+             window: Tuple[int, int, int, int], eps: float, need_x: bool, need_w: bool,
+             need_b: bool) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """Gradients for x, weight and bias (float64 sums for the latter two); the window
+    statistics are recomputed from ``x``, so nothing else needs saving."""
     n, c, h, w = x.shape
     dy = grad_out.to(x.dtype).contiguous()
     dx = torch.empty_like(x) if need_x else None
@@ -132,8 +129,8 @@ def backward(x: Tensor, grad_out: Tensor, mu_c: Tensor, rstd: Tensor, shift: Ten
     db_part = x.new_empty((n, c), dtype=torch.float64) if need_b else None
     w_cast = None if weight is None else weight.detach().to(x.dtype).contiguous()
     fn = library().lcn_backward_f32 if x.dtype == torch.float32 else library().lcn_backward_f64
-    fn(_p(x), _p(dy), _p(mu_c), _p(rstd), _p(shift), _p(w_cast), _p(dx), _p(dw_part),
-       _p(db_part), n, num_groups, c // num_groups, h, w, *window, torch.get_num_threads())
+    fn(_p(x), _p(dy), _p(w_cast), _p(dx), _p(dw_part), _p(db_part), n, num_groups,
+       c // num_groups, h, w, *window, eps, torch.get_num_threads())
     dw = dw_part.sum(0) if dw_part is not None else None
     db = db_part.sum(0) if db_part is not None else None
     return dx, dw, db

@@ -5,11 +5,12 @@
 // thread in a fixed order, so results are bitwise reproducible.
 //
 // Per plane (one sample, one group of cpg channels, H x W pixels):
-//   forward:  per-pixel group mean m and M2 (two passes over the cpg channels, double),
-//             shift K = mean of m over the plane, box sums of (m - K) and (M2/cpg + (m - K)^2)
-//             with running sums along H then W (double; O(1) per pixel whatever the window),
-//             mu - K and rstd, then y = (x - mu) * rstd * weight + bias.
-//   backward: A = sum_c w*dy, B = sum_c w*dy*xhat per pixel (and per-channel dw/db partials),
+//   statistics: per-pixel group mean m and M2 (one pass over the cpg channels, double), a
+//             shift K, box sums of (m - K) and (M2/cpg + (m - K)^2) with running sums along H
+//             then W (double; O(1) per pixel whatever the window), then mu - K and rstd.
+//   forward:  statistics, then y = (x - mu) * rstd * weight + bias.
+//   backward: statistics again (nothing but x is saved, as for GroupNorm), then
+//             A = sum_c w*dy, B = sum_c w*dy*xhat per pixel (and per-channel dw/db partials),
 //             beta = -r^2 B / n, alpha = -r A / n - (mu - K) beta, their box sums over the
 //             reflected window, dx = w*dy*r + box(alpha) + (x - K) * box(beta).
 #include <algorithm>
@@ -87,167 +88,228 @@ void box_sum(double* map, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int6
   }
 }
 
+// Per-thread work buffers, kept between calls (page-faulting fresh H x W maps on every call
+// would cost as much as the arithmetic).
 struct Scratch {
-  std::vector<double> a, b, tmp, acc, inv_cw;
-  // inv_cw[j]: 1 / (number of window columns at j), so the per-pixel loops vectorize.
-  Scratch(int64_t H, int64_t W, int64_t lo_w, int64_t hi_w)
-      : a(H * W), b(H * W), tmp(H * W), acc(W), inv_cw(W) {
+  std::vector<double> a, b, c, d, tmp, acc, inv_cw;
+  void prepare(int64_t H, int64_t W, int64_t lo_w, int64_t hi_w) {
+    const size_t hw = static_cast<size_t>(H * W);
+    for (auto* v : {&a, &b, &c, &d, &tmp})
+      if (v->size() < hw) v->resize(hw);
+    acc.resize(W);
+    inv_cw.resize(W);
     for (int64_t j = 0; j < W; ++j) inv_cw[j] = 1.0 / count1d(j, W, lo_w, hi_w);
   }
 };
 
+Scratch& thread_scratch() {
+  static thread_local Scratch s;
+  return s;
+}
+
+// Buffers for maps up to this many pixels are kept between calls; larger ones (huge-image
+// inference) are released after the call.
+constexpr size_t kKeepPixels = size_t(1) << 21;
+
+void release_if_huge(Scratch& s) {
+  if (s.a.size() > kKeepPixels) s = Scratch();
+}
+
+// Pixels per tile in the loops over the channels of a group: the per-pixel partial sums of a
+// tile stay in L1 while all cpg channels stream through, instead of re-reading H x W double
+// maps once per channel.
+constexpr int64_t kTile = 512;
+
+// Window statistics of one (n, g) plane: s.a = mu - K and s.b = rstd (H x W, double), where
+// K (returned) is the group mean at the first pixel rounded to T, so that x - K is exact in T
+// arithmetic near K. Any shift inside the data's range keeps the double sums exact enough;
+// it must be known before the squares are formed. Deterministic, so the backward pass
+// recomputes the statistics instead of saving them (LCN then saves what GroupNorm saves).
 template <typename T>
-void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_c, T* rstd,
-                  double* shift, int64_t N, int64_t G, int64_t cpg, int64_t H, int64_t W,
-                  int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w, double eps,
-                  int nthreads) {
+double plane_stats(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h,
+                   int64_t lo_w, int64_t hi_w, double eps, Scratch& s) {
+  const int64_t HW = H * W;
+  const double inv_cpg = 1.0 / static_cast<double>(cpg);
+  double k = 0.0;
+  for (int64_t c = 0; c < cpg; ++c) k += static_cast<double>(xp[c * HW]);
+  k = static_cast<double>(static_cast<T>(k * inv_cpg));
+  // Per pixel, one pass over the channels (shifted by channel 0 at that pixel):
+  // a = m - K and b = M2 / cpg + a^2, the two maps to box-filter.
+  double* a = s.a.data();
+  double* b = s.b.data();
+  double s1[kTile], s2[kTile];
+  for (int64_t p0 = 0; p0 < HW; p0 += kTile) {
+    const int64_t len = std::min(kTile, HW - p0);
+    const T* x0 = xp + p0;
+    for (int64_t t = 0; t < len; ++t) s1[t] = s2[t] = 0.0;
+    for (int64_t c = 1; c < cpg; ++c) {
+      const T* xc = x0 + c * HW;
+#pragma omp simd
+      for (int64_t t = 0; t < len; ++t) {
+        const double d = static_cast<double>(xc[t]) - static_cast<double>(x0[t]);
+        s1[t] += d;
+        s2[t] += d * d;
+      }
+    }
+#pragma omp simd
+    for (int64_t t = 0; t < len; ++t) {
+      const double am = static_cast<double>(x0[t]) - k + s1[t] * inv_cpg;
+      a[p0 + t] = am;
+      b[p0 + t] = std::max(s2[t] - s1[t] * s1[t] * inv_cpg, 0.0) * inv_cpg + am * am;
+    }
+  }
+  box_sum(a, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc);
+  box_sum(b, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc);
+  const double* inv_cw = s.inv_cw.data();
+  for (int64_t i = 0; i < H; ++i) {
+    const double inv_ch = 1.0 / count1d(i, H, lo_h, hi_h);
+    double* ai = a + i * W;
+    double* bi = b + i * W;
+#pragma omp simd
+    for (int64_t j = 0; j < W; ++j) {
+      const double inv_n = inv_ch * inv_cw[j];
+      const double mu = ai[j] * inv_n;
+      const double var = std::max(bi[j] * inv_n - mu * mu, 0.0);
+      ai[j] = mu;
+      bi[j] = 1.0 / std::sqrt(var + eps);
+    }
+  }
+  return k;
+}
+
+template <typename T>
+void forward_impl(const T* x, const T* weight, const T* bias, T* y, int64_t N, int64_t G,
+                  int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w,
+                  int64_t hi_w, double eps, int nthreads) {
   const int64_t HW = H * W, planes = N * G;
 #pragma omp parallel num_threads(nthreads)
   {
-    Scratch s(H, W, lo_w, hi_w);
+    Scratch& s = thread_scratch();
+    s.prepare(H, W, lo_w, hi_w);
 #pragma omp for schedule(static)
     for (int64_t plane = 0; plane < planes; ++plane) {
       const int64_t g = plane % G;
       const T* xp = x + plane * cpg * HW;
       T* yp = y + plane * cpg * HW;
-      // One pass over the channels, shifted by the first channel's value at each pixel:
-      // m = x0 + S1/cpg and M2 = S2 - S1^2/cpg, in double.
-      double* m = s.a.data();
-      double* q = s.b.data();
-      std::fill(m, m + HW, 0.0);
-      std::fill(q, q + HW, 0.0);
-      for (int64_t c = 1; c < cpg; ++c) {
-        const T* xc = xp + c * HW;
-        for (int64_t p = 0; p < HW; ++p) {
-          const double d = static_cast<double>(xc[p]) - static_cast<double>(xp[p]);
-          m[p] += d;
-          q[p] += d * d;
-        }
-      }
-      double k = 0.0;
-#pragma omp simd reduction(+ : k)
-      for (int64_t p = 0; p < HW; ++p) {
-        const double s1 = m[p];
-        m[p] = static_cast<double>(xp[p]) + s1 / static_cast<double>(cpg);
-        q[p] = std::max(q[p] - s1 * s1 / static_cast<double>(cpg), 0.0);
-        k += m[p];
-      }
-      // Round the shift to T so that x - k is exact in T arithmetic when x is near k.
-      k = static_cast<double>(static_cast<T>(k / static_cast<double>(HW)));
-      const double inv_cpg = 1.0 / static_cast<double>(cpg);
-      for (int64_t p = 0; p < HW; ++p) {
-        const double d = m[p] - k;
-        m[p] = d;
-        q[p] = q[p] * inv_cpg + d * d;
-      }
-      box_sum(m, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc);
-      box_sum(q, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc);
-      T* mup = mu_c + plane * HW;
-      T* rp = rstd + plane * HW;
-      const double* inv_cw = s.inv_cw.data();
-      for (int64_t i = 0; i < H; ++i) {
-        const double inv_ch = 1.0 / count1d(i, H, lo_h, hi_h);
-        const double* mi = m + i * W;
-        const double* qi = q + i * W;
-        T* mui = mup + i * W;
-        T* ri = rp + i * W;
+      const T kt = static_cast<T>(plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s));
+      // Normalize in the input precision (as GroupNorm does).
+      const double* mu = s.a.data();
+      const double* rs = s.b.data();
+      for (int64_t p0 = 0; p0 < HW; p0 += kTile) {
+        const int64_t len = std::min(kTile, HW - p0);
+        for (int64_t c = 0; c < cpg; ++c) {
+          const int64_t ch = g * cpg + c;
+          const T w = weight ? weight[ch] : T(1);
+          const T bb = bias ? bias[ch] : T(0);
+          const T* xc = xp + c * HW + p0;
+          T* yc = yp + c * HW + p0;
 #pragma omp simd
-        for (int64_t j = 0; j < W; ++j) {
-          const double inv_n = inv_ch * inv_cw[j];
-          const double mu = mi[j] * inv_n;
-          const double var = std::max(qi[j] * inv_n - mu * mu, 0.0);
-          const double r = 1.0 / std::sqrt(var + eps);
-          mui[j] = static_cast<T>(mu);
-          ri[j] = static_cast<T>(r);
+          for (int64_t t = 0; t < len; ++t)
+            yc[t] = (xc[t] - kt - static_cast<T>(mu[p0 + t])) *
+                        (static_cast<T>(rs[p0 + t]) * w) + bb;
         }
-      }
-      shift[plane] = k;
-      // Normalize in the input precision (as GroupNorm does) from the stored maps.
-      const T kt = static_cast<T>(k);
-      for (int64_t c = 0; c < cpg; ++c) {
-        const int64_t ch = g * cpg + c;
-        const T w = weight ? weight[ch] : T(1);
-        const T b = bias ? bias[ch] : T(0);
-        const T* xc = xp + c * HW;
-        T* yc = yp + c * HW;
-        for (int64_t p = 0; p < HW; ++p) yc[p] = (xc[p] - kt - mup[p]) * (rp[p] * w) + b;
       }
     }
+    release_if_huge(s);
   }
 }
 
 template <typename T>
-void backward_impl(const T* x, const T* dy, const T* mu_c, const T* rstd, const double* shift,
-                   const T* weight, T* dx, double* dw_part, double* db_part, int64_t N,
-                   int64_t G, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h,
-                   int64_t lo_w, int64_t hi_w, int nthreads) {
+void backward_impl(const T* x, const T* dy, const T* weight, T* dx, double* dw_part,
+                   double* db_part, int64_t N, int64_t G, int64_t cpg, int64_t H, int64_t W,
+                   int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w, double eps,
+                   int nthreads) {
   const int64_t HW = H * W, planes = N * G, C = G * cpg;
 #pragma omp parallel num_threads(nthreads)
   {
-    Scratch s(H, W, lo_w, hi_w);
+    Scratch& s = thread_scratch();
+    s.prepare(H, W, lo_w, hi_w);
+    std::vector<double> sum_dxh(cpg), sum_d(cpg), wd(cpg);
 #pragma omp for schedule(static)
     for (int64_t plane = 0; plane < planes; ++plane) {
       const int64_t n = plane / G, g = plane % G;
       const T* xp = x + plane * cpg * HW;
       const T* dyp = dy + plane * cpg * HW;
-      const T* mup = mu_c + plane * HW;
-      const T* rp = rstd + plane * HW;
-      const double k = shift[plane];
-      double* A = s.a.data();
-      double* B = s.b.data();
-      std::fill(A, A + HW, 0.0);
-      std::fill(B, B + HW, 0.0);
+      const double k = plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s);
+      const double* mu = s.a.data();  // mu - K
+      const double* rs = s.b.data();
       for (int64_t c = 0; c < cpg; ++c) {
-        const int64_t ch = g * cpg + c;
-        const double w = weight ? static_cast<double>(weight[ch]) : 1.0;
-        const T* xc = xp + c * HW;
-        const T* dc = dyp + c * HW;
-        double sum_dxh = 0.0, sum_d = 0.0;
-#pragma omp simd reduction(+ : sum_dxh, sum_d)
-        for (int64_t p = 0; p < HW; ++p) {
-          const double xh = (static_cast<double>(xc[p]) - k - static_cast<double>(mup[p])) *
-                            static_cast<double>(rp[p]);
-          const double d = static_cast<double>(dc[p]);
-          sum_dxh += d * xh;
-          sum_d += d;
-          A[p] += w * d;
-          B[p] += w * d * xh;
+        wd[c] = weight ? static_cast<double>(weight[g * cpg + c]) : 1.0;
+        sum_dxh[c] = sum_d[c] = 0.0;
+      }
+      // Pass 1, tile by tile: A = sum_c w*dy and B = sum_c w*dy*xhat per pixel, and the
+      // per-channel sums for dweight (dy*xhat) and dbias (dy), in a fixed order.
+      double* A = s.c.data();
+      double* B = s.d.data();
+      for (int64_t p0 = 0; p0 < HW; p0 += kTile) {
+        const int64_t len = std::min(kTile, HW - p0);
+        double* At = A + p0;
+        double* Bt = B + p0;
+        const double* mt = mu + p0;
+        const double* rt = rs + p0;
+        for (int64_t t = 0; t < len; ++t) At[t] = Bt[t] = 0.0;
+        for (int64_t c = 0; c < cpg; ++c) {
+          const T* xc = xp + c * HW + p0;
+          const T* dc = dyp + c * HW + p0;
+          const double w = wd[c];
+          double sdx = 0.0, sd = 0.0;
+#pragma omp simd reduction(+ : sdx, sd)
+          for (int64_t t = 0; t < len; ++t) {
+            const double h = (static_cast<double>(xc[t]) - k - mt[t]) * rt[t];
+            const double d = static_cast<double>(dc[t]);
+            sdx += d * h;
+            sd += d;
+            At[t] += w * d;
+            Bt[t] += w * d * h;
+          }
+          sum_dxh[c] += sdx;
+          sum_d[c] += sd;
         }
-        if (dw_part) dw_part[n * C + ch] = sum_dxh;
-        if (db_part) db_part[n * C + ch] = sum_d;
+      }
+      for (int64_t c = 0; c < cpg; ++c) {
+        if (dw_part) dw_part[n * C + g * cpg + c] = sum_dxh[c];
+        if (db_part) db_part[n * C + g * cpg + c] = sum_d[c];
       }
       if (!dx) continue;
+      // beta = -r^2 B / n and alpha = -r A / n - (mu - K) beta, n = cpg * window count.
       const double* inv_cw = s.inv_cw.data();
       for (int64_t i = 0; i < H; ++i) {
         const double inv_ch = 1.0 / (static_cast<double>(cpg) * count1d(i, H, lo_h, hi_h));
         double* Ai = A + i * W;
         double* Bi = B + i * W;
-        const T* mui = mup + i * W;
-        const T* ri = rp + i * W;
+        const double* mi = mu + i * W;
+        const double* ri = rs + i * W;
 #pragma omp simd
         for (int64_t j = 0; j < W; ++j) {
           const double inv_n = inv_ch * inv_cw[j];
-          const double r = static_cast<double>(ri[j]);
-          const double beta = -r * r * Bi[j] * inv_n;
-          Ai[j] = -r * Ai[j] * inv_n - static_cast<double>(mui[j]) * beta;
+          const double beta = -ri[j] * ri[j] * Bi[j] * inv_n;
+          Ai[j] = -ri[j] * Ai[j] * inv_n - mi[j] * beta;
           Bi[j] = beta;
         }
       }
       // The adjoint of the clipped box sum is the box sum over the reflected window.
       box_sum(A, H, W, hi_h, lo_h, hi_w, lo_w, s.tmp, s.acc);
       box_sum(B, H, W, hi_h, lo_h, hi_w, lo_w, s.tmp, s.acc);
+      // Pass 2: dx = w*dy*r + box(alpha) + (x - K) * box(beta).
       T* dxp = dx + plane * cpg * HW;
-      for (int64_t c = 0; c < cpg; ++c) {
-        const double w = weight ? static_cast<double>(weight[g * cpg + c]) : 1.0;
-        const T* xc = xp + c * HW;
-        const T* dc = dyp + c * HW;
-        T* out = dxp + c * HW;
-        for (int64_t p = 0; p < HW; ++p) {
-          out[p] = static_cast<T>(w * static_cast<double>(dc[p]) * static_cast<double>(rp[p]) +
-                                  A[p] + (static_cast<double>(xc[p]) - k) * B[p]);
+      for (int64_t p0 = 0; p0 < HW; p0 += kTile) {
+        const int64_t len = std::min(kTile, HW - p0);
+        const double* At = A + p0;
+        const double* Bt = B + p0;
+        const double* rt = rs + p0;
+        for (int64_t c = 0; c < cpg; ++c) {
+          const double w = wd[c];
+          const T* xc = xp + c * HW + p0;
+          const T* dc = dyp + c * HW + p0;
+          T* out = dxp + c * HW + p0;
+#pragma omp simd
+          for (int64_t t = 0; t < len; ++t)
+            out[t] = static_cast<T>(w * static_cast<double>(dc[t]) * rt[t] + At[t] +
+                                    (static_cast<double>(xc[t]) - k) * Bt[t]);
         }
       }
     }
+    release_if_huge(s);
   }
 }
 
@@ -255,23 +317,22 @@ void backward_impl(const T* x, const T* dy, const T* mu_c, const T* rstd, const 
 
 extern "C" {
 
-int lcn_abi_version() { return 1; }
+int lcn_abi_version() { return 2; }
 
 #define LCN_DEFINE(SUFFIX, T)                                                                 \
-  void lcn_forward_##SUFFIX(const T* x, const T* weight, const T* bias, T* y, T* mu_c,        \
-                            T* rstd, double* shift, int64_t N, int64_t G, int64_t cpg,         \
-                            int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w,    \
-                            int64_t hi_w, double eps, int nthreads) {                          \
-    forward_impl<T>(x, weight, bias, y, mu_c, rstd, shift, N, G, cpg, H, W, lo_h, hi_h, lo_w, \
-                    hi_w, eps, nthreads);                                                      \
+  void lcn_forward_##SUFFIX(const T* x, const T* weight, const T* bias, T* y, int64_t N,      \
+                            int64_t G, int64_t cpg, int64_t H, int64_t W, int64_t lo_h,        \
+                            int64_t hi_h, int64_t lo_w, int64_t hi_w, double eps,              \
+                            int nthreads) {                                                    \
+    forward_impl<T>(x, weight, bias, y, N, G, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps,         \
+                    nthreads);                                                                 \
   }                                                                                            \
-  void lcn_backward_##SUFFIX(const T* x, const T* dy, const T* mu_c, const T* rstd,           \
-                             const double* shift, const T* weight, T* dx, double* dw_part,     \
+  void lcn_backward_##SUFFIX(const T* x, const T* dy, const T* weight, T* dx, double* dw_part, \
                              double* db_part, int64_t N, int64_t G, int64_t cpg, int64_t H,    \
                              int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w,              \
-                             int64_t hi_w, int nthreads) {                                     \
-    backward_impl<T>(x, dy, mu_c, rstd, shift, weight, dx, dw_part, db_part, N, G, cpg, H, W, \
-                     lo_h, hi_h, lo_w, hi_w, nthreads);                                        \
+                             int64_t hi_w, double eps, int nthreads) {                         \
+    backward_impl<T>(x, dy, weight, dx, dw_part, db_part, N, G, cpg, H, W, lo_h, hi_h, lo_w,  \
+                     hi_w, eps, nthreads);                                                     \
   }
 
 LCN_DEFINE(f32, float)
