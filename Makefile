@@ -2,7 +2,7 @@
 #
 #   make env                  create/update .venv (torch 2.13 CPU, mmcv 2.1.0 + ops, mmdet, mmseg)
 #   make test [PYTEST_ARGS=]  run the test suite, e.g. make test PYTEST_ARGS="-x -k stack"
-#   make demo                 short CPU training run of a small Mask R-CNN with LCN everywhere
+#   make demo                 train+evaluate LCN on 3 aerial tasks on CPU (<= 15 min), table + plot
 #   make clean-env            delete .venv
 #
 # LCN_WHEELHOUSE=/path/to/wheels  optional wheel cache (prebuilt mmcv); see README.md.
@@ -31,7 +31,7 @@ test: env
 	$(VPY) -m pytest tests/ $(PYTEST_ARGS)
 
 demo: env
-	$(VPY) tools/smoke_demo.py $(DEMO_ARGS)
+	$(VPY) tools/demo.py $(DEMO_ARGS)
 
 clean-env:
 	rm -rf $(VENV)

@@ -19,7 +19,11 @@ from lcn_mm.utils.norm_swap import norm_layer_summary
 from lcn_mm.utils.smoke import build_model, demo_batch, limit_rois, loss_step, predict_step
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
+# configs/demo/ is left out on purpose: those are small from-scratch CPU models whose norm is a
+# variable (LCN window 15, 16 groups, not the 63/32 of the comparison rows checked here) and
+# whose detectors are not all two-stage; tests/test_demo.py builds and trains each of them.
+CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py')
+                 if not {'_base_', 'demo'} & set(p.relative_to(ROOT / 'configs').parts))
 LCN_BASE = Config.fromfile(ROOT / 'configs' / '_base_' / 'lcn.py')
 INPUT_SIZE = 64
 
