@@ -88,8 +88,10 @@ def test_group_norm_limit(case) -> None:
     x, groups, _, _ = case
     h, w = x.shape[-2:]
     window = (2 * h - 1, 2 * w - 1)  # every clipped window is the whole map
+    # Against PyTorch's contiguous GroupNorm kernel: its channels_last CPU kernel loses the
+    # variance of inputs with a large mean (see test_channels_last_large_offset).
     torch.testing.assert_close(local_context_norm(x, groups, window),
-                               F.group_norm(x, groups, eps=1e-5), rtol=0,
+                               F.group_norm(x.contiguous(), groups, eps=1e-5), rtol=0,
                                atol=TOL[x.dtype] * 10)
 
 
@@ -97,8 +99,6 @@ def test_group_norm_limit(case) -> None:
 @given(cases())
 def test_invariant_to_per_group_shift_and_positive_scale(case) -> None:
     x, groups, window, g = case
-    if x.dtype == torch.float32:  # channels_last float32: see test_channels_last_large_offset
-        x = x.contiguous()
     n = x.shape[0]
     shift = per_group(torch.empty(n, groups, dtype=torch.float64).uniform_(
         -100, 100, generator=g), x, groups)
@@ -140,8 +140,6 @@ def _local_var(x: torch.Tensor, groups: int, window) -> torch.Tensor:
 def test_crop_consistency(case, data) -> None:
     """Output at a pixel depends only on the input within its window: crops agree inside."""
     x, groups, window, _ = case
-    if x.dtype == torch.float32:  # channels_last float32: see test_channels_last_large_offset
-        x = x.contiguous()
     h, w = x.shape[-2:]
     (kh, kw), up, left = window, (window[0] - 1) // 2, (window[1] - 1) // 2
     down, right = kh // 2, kw // 2
@@ -167,19 +165,16 @@ def test_crop_consistency(case, data) -> None:
     torch.testing.assert_close(b, a, rtol=0, atol=tolerance(x))
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason='found by hypothesis: a 1x1 map with one channel per group goes to '
-                   'F.group_norm, which refuses one value per group (lcn_mm/ops owners)')
 def test_one_value_per_group() -> None:
+    """Found by hypothesis: F.group_norm refuses groups of one value; LCN gives x - mean = 0."""
     x = torch.randn(1, 2, 1, 1)
     y = local_context_norm(x, 2, 3)
     assert torch.equal(y, torch.zeros_like(x))  # x - mean = 0 exactly
 
 
-@pytest.mark.xfail(strict=True, reason='found by hypothesis: the channels_last (pure PyTorch) '
-                   'path loses the variance of float32 inputs whose mean is far from zero '
-                   '(|mean|/std ~ 1e4: outputs of ~900 instead of +-1); contiguous is exact')
 def test_channels_last_large_offset() -> None:
+    """Found by hypothesis: PyTorch's channels_last CPU GroupNorm (which LCN dispatches to for
+    global windows) loses the variance of float32 inputs with |mean|/std ~ 1e4."""
     x = torch.tensor([[[[0.0154], [-0.0029]], [[-0.0218], [0.0057]]]]) - 63
     ref = local_context_norm(x.double(), 2, (3, 1), eps=1e-10)
     torch.testing.assert_close(local_context_norm(x, 2, (3, 1), eps=1e-10).double(), ref,

@@ -299,6 +299,21 @@ def _finish(grad_x: Optional[Tensor], grad_out: Tensor, grad_w: Optional[Tensor]
     return grad_x, grad_w, grad_b, None, None, None, None
 
 
+def _group_norm(x: Tensor, num_groups: int, weight: Optional[Tensor], bias: Optional[Tensor],
+                eps: float) -> Tensor:
+    """``F.group_norm`` on a contiguous tensor, keeping the input's memory format.
+
+    PyTorch's channels_last CPU GroupNorm loses the variance of inputs whose mean is far from
+    zero (|mean|/std ~ 1e4); the contiguous kernel does not.
+    """
+    if x.is_contiguous() or x.numel() == 0:
+        return F.group_norm(x, num_groups, weight, bias, eps)
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) \
+        else torch.contiguous_format
+    return F.group_norm(x.contiguous(), num_groups, weight, bias, eps).contiguous(
+        memory_format=fmt)
+
+
 def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
                        weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
                        eps: float = 1e-5, detach_stats: bool = False) -> Tensor:
@@ -318,16 +333,18 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
     _check_args(x, num_groups, weight, bias, eps)
     kh, kw = normalize_window_size(window_size)
     _, _, h, w = x.shape
+    group_size = x.shape[1] // num_groups * h * w
     with torch.autocast(device_type=x.device.type, enabled=False):
-        if not detach_stats and kh >= 2 * h - 1 and kw >= 2 * w - 1:
+        if x.shape[0] == 0:
+            return _group_norm(x, num_groups, weight, bias, eps)
+        if not detach_stats and kh >= 2 * h - 1 and kw >= 2 * w - 1 and group_size > 1:
             # Every clipped window is the whole map: exactly GroupNorm (population variance).
-            return F.group_norm(x, num_groups, weight, bias, eps)
+            # (F.group_norm refuses groups of one value; the paths below give x - mean = 0.)
+            return _group_norm(x, num_groups, weight, bias, eps)
         window = ((kh - 1) // 2, kh // 2, (kw - 1) // 2, kw // 2)
         # Clip the reach to the map: larger reaches select the same pixels.
         window = (min(window[0], h - 1), min(window[1], h - 1),
                   min(window[2], w - 1), min(window[3], w - 1))
-        if x.shape[0] == 0:
-            return F.group_norm(x, num_groups, weight, bias, eps)
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()  # e.g. a strided slice: both paths need a group-splittable view
         compute = x.to(_compute_dtype(x))
