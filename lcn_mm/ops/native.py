@@ -24,6 +24,7 @@ from torch import Tensor
 
 _SOURCE = Path(__file__).with_name('csrc') / 'lcn_cpu.cpp'
 _FLAGS = ['-O3', '-march=native', '-fno-math-errno', '-fopenmp', '-shared', '-fPIC', '-std=c++17']
+_ABI_VERSION = 2  # must match lcn_abi_version() in the source: the argument lists below
 _lib: Optional[ctypes.CDLL] = None
 _load_failed = False
 
@@ -62,6 +63,10 @@ def _build(compiler: str) -> Path:
 
 
 def _declare(lib: ctypes.CDLL) -> None:
+    lib.lcn_abi_version.restype = _int
+    if lib.lcn_abi_version() != _ABI_VERSION:
+        raise RuntimeError(f'kernel ABI {lib.lcn_abi_version()} != {_ABI_VERSION} expected '
+                           '(source and loader out of sync)')
     for suffix in ('f32', 'f64'):
         fwd = getattr(lib, f'lcn_forward_{suffix}')
         fwd.argtypes = [_ptr] * 4 + [_i64] * 9 + [_dbl, _int]
