@@ -255,6 +255,18 @@ def test_channels_last(device):
                                torch.autograd.grad(y, x, gy)[0])
 
 
+@pytest.mark.parametrize('fmt', [torch.contiguous_format, torch.channels_last])
+def test_inference_output_equals_training_output(fmt):
+    """Without autograd the PyTorch path computes in place; same numbers, same layout."""
+    x = torch.randn(2, 8, 11, 13).to(memory_format=fmt)
+    weight, bias = torch.randn(8), torch.randn(8)
+    with torch.no_grad():
+        y_inf = local_context_norm(x, 4, (3, 4), weight, bias)
+    y_train = local_context_norm(x.clone().requires_grad_(True), 4, (3, 4), weight, bias)
+    assert torch.equal(y_inf, y_train.detach())
+    assert y_inf.is_contiguous(memory_format=fmt)
+
+
 def test_non_contiguous_input():
     base = torch.randn(2, 16, 14, 22, dtype=torch.float64)
     x = base[:, ::2, 1::2, ::2].requires_grad_(True)   # strided view

@@ -90,6 +90,8 @@ def _window_counts(length: int, lo: int, hi: int, device: torch.device,
 def _box_sum_1d(t: Tensor, dim: int, lo: int, hi: int) -> Tensor:
     """Clipped box sum over ``[i - lo, i + hi]`` along ``dim`` (negative), O(1) per element.
 
+    The adjoint (for the backward pass) is the same sum with ``lo`` and ``hi`` swapped.
+
     With inclusive prefix sums ``P``: ``P[min(i+hi, L-1)] - P[i-lo-1]`` (no second term when
     i-lo-1 < 0), written as one slice operation per border region, so the work does not depend
     on the window. ``t`` is overwritten. Assumes ``0 <= lo, hi <= L - 1`` (larger reaches
@@ -127,13 +129,18 @@ def _box_sum_1d(t: Tensor, dim: int, lo: int, hi: int) -> Tensor:
     return out
 
 
-def _box_sum_2d(t: Tensor, window: Tuple[int, int, int, int]) -> Tensor:
-    """Clipped box sum over the last two dims; ``window = (lo_h, hi_h, lo_w, hi_w)``.
+def _box_sum_maps(maps: Tensor, window: Tuple[int, int, int, int]) -> None:
+    """In-place clipped box sums of each map ``maps[i]`` over the last two dims.
 
-    ``t`` is overwritten.
+    One map and one axis at a time, so the only temporary is one map: the PyTorch path then
+    needs about three times its input in extra memory whatever the group size.
     """
     lo_h, hi_h, lo_w, hi_w = window
-    return _box_sum_1d(_box_sum_1d(t, -2, lo_h, hi_h), -1, lo_w, hi_w)
+    for m in maps:
+        for dim, lo, hi in ((-2, lo_h, hi_h), (-1, lo_w, hi_w)):
+            out = _box_sum_1d(m, dim, lo, hi)
+            if out is not m:
+                m.copy_(out)
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -157,62 +164,84 @@ def _counts(h: int, w: int, window: Tuple[int, int, int, int], device: torch.dev
             * _window_counts(w, lo_w, hi_w, device, torch.float64)[None, :])
 
 
+def _eager_forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], g: int,
+                   window: Tuple[int, int, int, int], eps: float, keep_xhat: bool
+                   ) -> Tuple[Tensor, Optional[Tensor], Tensor, Tensor]:
+    """Pure-PyTorch forward: ``(y, xhat or None, mu - c, rstd)``.
+
+    With ``keep_xhat=False`` (no backward will follow) ``y`` is computed in the ``xhat``
+    buffer, which bounds the extra memory at about three times the input's size.
+    """
+    n, c, h, w = x.shape
+    cpg = c // g
+    cdt = _compute_dtype(x)
+    xg = x.to(cdt).view(n, g, cpg, h, w)
+    ones = xg.new_ones(1, g, 1, cpg)
+    # 1. Per-pixel statistics of the channel group: mean, then the sum of squared deviations
+    #    from it (no cancellation). ``xhat`` holds x - m until step 3.
+    mean_px = _group_sum(xg, ones).div_(cpg)
+    xhat = xg - mean_px
+    y_out = None
+    if keep_xhat:
+        # Allocated in the input's shape: returning a view would break in-place ops that
+        # follow (ReLU(inplace=True)) under autograd. Scratch for the squares until step 3.
+        y_out = torch.empty_like(x, dtype=cdt)
+        squares = torch.mul(xhat, xhat, out=y_out.view(n, g, cpg, h, w))
+    else:
+        squares = xhat * xhat
+    sq_px = _group_sum(squares, ones) if cpg > 1 else None
+    del squares
+    # 2. Window statistics in float64 after a per-(n, g) shift (maps are cpg x smaller).
+    #    Layout (2, N, G, 1, H, W) keeps each map contiguous.
+    shift = mean_px.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64)
+    stats = mean_px.new_empty((2, n, g, 1, h, w), dtype=torch.float64)
+    torch.sub(mean_px, shift, out=stats[0])
+    centred_px = stats[0].to(cdt, copy=True)  # the box sum overwrites ``stats``
+    torch.mul(stats[0], stats[0], out=stats[1])
+    if sq_px is not None:
+        stats[1].add_(sq_px, alpha=1.0 / cpg)
+    del mean_px, sq_px
+    _box_sum_maps(stats, window)
+    stats.div_(_counts(h, w, window, x.device))
+    mu_c = stats[0].to(cdt)
+    var = stats[1].addcmul_(stats[0], stats[0], value=-1).clamp_(min=0)
+    rstd = var.add_(eps).rsqrt_().to(cdt)
+    del stats
+    # 3. xhat = (x - m + (m - c) - (mu - c)) * rstd in one in-place pass, then the
+    #    per-channel affine transform.
+    torch.addcmul(centred_px.sub_(mu_c).mul_(rstd), xhat, rstd, out=xhat)
+    y = y_out.view(n, g, cpg, h, w) if keep_xhat else xhat
+    w5 = weight.to(cdt).view(1, g, cpg, 1, 1) if weight is not None else None
+    b5 = bias.to(cdt).view(1, g, cpg, 1, 1) if bias is not None else None
+    if w5 is not None and b5 is not None:
+        torch.addcmul(b5, xhat, w5, out=y)
+    elif w5 is not None:
+        torch.mul(xhat, w5, out=y)
+    elif b5 is not None:
+        torch.add(xhat, b5, out=y)
+    elif keep_xhat:
+        y.copy_(xhat)
+    if not keep_xhat:
+        return xhat.reshape(n, c, h, w).to(x.dtype), None, mu_c, rstd
+    return y_out.to(x.dtype), xhat, mu_c, rstd
+
+
 class _LocalContextNorm(torch.autograd.Function):
     """LCN with its exact gradient (or the stop-gradient variant of the original code).
 
-    Saves ``xhat`` (instead of ``x``, so ``x`` can be freed as with GroupNorm) and two
-    per-group maps: the window mean minus a per-(n, g) shift, and rstd.
+    Saves ``xhat`` (one full tensor, as GroupNorm saves ``x``) and two per-group maps: the
+    window mean minus a per-(n, g) shift, and rstd.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
                 num_groups: int, window: Tuple[int, int, int, int], eps: float,
                 detach_stats: bool) -> Tensor:
-        n, c, h, w = x.shape
-        g, cpg = num_groups, c // num_groups
-        cdt = _compute_dtype(x)
-        xg = x.to(cdt).view(n, g, cpg, h, w)
-        ones = xg.new_ones(1, g, 1, cpg)
-
-        # 1. Per-pixel statistics of the channel group: mean, then the sum of squared
-        #    deviations from it (no cancellation). ``xhat`` holds x - m until step 3 and
-        #    ``y`` serves as scratch for the squares.
-        mean_px = _group_sum(xg, ones).div_(cpg)
-        xhat = xg - mean_px
-        # Allocated in the input's shape: returning a view would break in-place ops that
-        # follow (ReLU(inplace=True)) under autograd.
-        y_out = torch.empty_like(x, dtype=cdt)
-        y = y_out.view(n, g, cpg, h, w)
-        sq_px = _group_sum(torch.mul(xhat, xhat, out=y), ones) if cpg > 1 else None
-        # 2. Window statistics in float64 after a per-(n, g) shift (maps are cpg x smaller).
-        #    Layout (2, N, G, 1, H, W) keeps each map contiguous.
-        shift = mean_px.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64)
-        stats = mean_px.new_empty((2, n, g, 1, h, w), dtype=torch.float64)
-        torch.sub(mean_px, shift, out=stats[0])
-        centred_px = stats[0].to(cdt, copy=True)  # the box sum overwrites ``stats``
-        torch.mul(stats[0], stats[0], out=stats[1])
-        if sq_px is not None:
-            stats[1].add_(sq_px, alpha=1.0 / cpg)
-        stats = _box_sum_2d(stats, window).div_(_counts(h, w, window, x.device))
-        mu_c = stats[0].to(cdt)
-        rstd = stats[1].sub_(stats[0] * stats[0]).clamp_(min=0).add_(eps).rsqrt_().to(cdt)
-        # 3. xhat = (x - m + (m - c) - (mu - c)) * rstd in one in-place pass, then the
-        #    per-channel affine transform into y.
-        torch.addcmul(centred_px.sub_(mu_c).mul_(rstd), xhat, rstd, out=xhat)
-        if weight is not None and bias is not None:
-            torch.addcmul(bias.to(cdt).view(1, g, cpg, 1, 1), xhat,
-                          weight.to(cdt).view(1, g, cpg, 1, 1), out=y)
-        elif weight is not None:
-            torch.mul(xhat, weight.to(cdt).view(1, g, cpg, 1, 1), out=y)
-        elif bias is not None:
-            torch.add(xhat, bias.to(cdt).view(1, g, cpg, 1, 1), out=y)
-        else:
-            y.copy_(xhat)
-
+        y, xhat, mu_c, rstd = _eager_forward(x, weight, bias, num_groups, window, eps, True)
         ctx.save_for_backward(xhat, mu_c, rstd, weight)
         ctx.num_groups, ctx.window, ctx.detach_stats = num_groups, window, detach_stats
         ctx.bias_dtype = bias.dtype if bias is not None else None
-        return y_out.to(x.dtype)
+        return y
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -255,8 +284,8 @@ class _LocalContextNorm(torch.autograd.Function):
             beta.mul_(r * r).div_(count).neg_()
             alpha.mul_(r).div_(count).neg_().sub_(m * beta)
             lo_h, hi_h, lo_w, hi_w = window
-            boxed = _box_sum_2d(maps, (hi_h, lo_h, hi_w, lo_w))
-            box_alpha, box_beta = boxed[0], boxed[1]
+            _box_sum_maps(maps, (hi_h, lo_h, hi_w, lo_w))
+            box_alpha, box_beta = alpha, beta
         grad_x = torch.mul(dy, gamma.view(1, g, cpg, 1, 1), out=buf).mul_(rstd)
         if stats_grad:
             # dx = gamma*dy*r + W'alpha + (x - c) W'beta, with x - c = xhat / r + (mu - c).
@@ -352,5 +381,8 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
             y = _NativeLocalContextNorm.apply(compute, weight, bias, num_groups, window,
                                               float(eps))
             return y.to(x.dtype)
+        if not (torch.is_grad_enabled() and any(
+                t is not None and t.requires_grad for t in (x, weight, bias))):
+            return _eager_forward(x, weight, bias, num_groups, window, float(eps), False)[0]
         return _LocalContextNorm.apply(x, weight, bias, num_groups, window, float(eps),
                                        bool(detach_stats))
