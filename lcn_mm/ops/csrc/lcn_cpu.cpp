@@ -231,6 +231,7 @@ void backward_impl(const T* x, const T* dy, const T* weight, T* dx, double* dw_p
       const T* xp = x + plane * cpg * HW;
       const T* dyp = dy + plane * cpg * HW;
       const double k = plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s);
+      const T kt = static_cast<T>(k);
       const double* mu = s.a.data();  // mu - K
       const double* rs = s.b.data();
       for (int64_t c = 0; c < cpg; ++c) {
@@ -245,9 +246,12 @@ void backward_impl(const T* x, const T* dy, const T* weight, T* dx, double* dw_p
         const int64_t len = std::min(kTile, HW - p0);
         double* At = A + p0;
         double* Bt = B + p0;
-        const double* mt = mu + p0;
-        const double* rt = rs + p0;
-        for (int64_t t = 0; t < len; ++t) At[t] = Bt[t] = 0.0;
+        T mf[kTile], rf[kTile];
+        for (int64_t t = 0; t < len; ++t) {
+          At[t] = Bt[t] = 0.0;
+          mf[t] = static_cast<T>(mu[p0 + t]);
+          rf[t] = static_cast<T>(rs[p0 + t]);
+        }
         for (int64_t c = 0; c < cpg; ++c) {
           const T* xc = xp + c * HW + p0;
           const T* dc = dyp + c * HW + p0;
@@ -255,7 +259,8 @@ void backward_impl(const T* x, const T* dy, const T* weight, T* dx, double* dw_p
           double sdx = 0.0, sd = 0.0;
 #pragma omp simd reduction(+ : sdx, sd)
           for (int64_t t = 0; t < len; ++t) {
-            const double h = (static_cast<double>(xc[t]) - k - mt[t]) * rt[t];
+            // xhat in the input precision, as the forward pass computed it.
+            const double h = static_cast<double>((xc[t] - kt - mf[t]) * rf[t]);
             const double d = static_cast<double>(dc[t]);
             sdx += d * h;
             sd += d;
