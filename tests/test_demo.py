@@ -71,6 +71,7 @@ def test_study_table_from_results_file(tmp_path: Path) -> None:
                 _fake('det', 'GN', 1, 4, 12.0), _fake('det', 'GN', 2, 4, 14.0),
                 _fake('seg', 'BN', 0, 1, 40.0), _fake('seg', 'LCN', 0, 1, 61.0)]:
         append_result(str(results), rec)
+    append_result(str(results), _fake('seg', 'BN', 0, 1, 99.0))  # recorded twice: first counts
     with results.open('a') as f:
         f.write('{"truncated": ')  # a run killed while writing is ignored
     records = load_results(str(results))

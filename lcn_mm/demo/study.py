@@ -55,19 +55,27 @@ def run_key(rec: dict) -> str:
 
 
 def load_results(path: str) -> list[dict]:
-    """All records of a results file (missing file: none). Truncated last lines are skipped."""
+    """The records of a results file (missing file: none), first one per run key.
+
+    Truncated lines (a run killed while writing) are skipped; a run recorded twice (two study
+    processes sharing the file) counts once.
+    """
     p = Path(path)
     if not p.exists():
         return []
-    out = []
+    out, seen = [], set()
     for line in p.read_text().splitlines():
         line = line.strip()
         if not line:
             continue
         try:
-            out.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a run killed while writing
+            continue
+        key = run_key(rec)
+        if key not in seen:
+            seen.add(key)
+            out.append(rec)
     return out
 
 

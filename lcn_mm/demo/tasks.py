@@ -65,7 +65,8 @@ NORMS: dict[str, dict] = {
     'IN': dict(type='IN', affine=True),
     'LN': dict(type='LNCHW'),
     'PN': dict(type='PN'),
-    'LCN': dict(type='LCN', num_groups=16, window_size=15),
+    # window 7: best of 7 / 15 / 31 on the roads val split (docs/results.md, LCN window sweep)
+    'LCN': dict(type='LCN', num_groups=16, window_size=7),
 }
 
 
