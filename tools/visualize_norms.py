@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     p.add_argument('--norms', nargs='+', default=['BN', 'GN', 'LCN'])
     p.add_argument('--ckpt', nargs='*', default=[], metavar='NORM=PATH')
     p.add_argument('--results', default='work_dirs/study/results.jsonl')
-    p.add_argument('--dark', type=float, default=0.3, help='brightness at the dark end')
+    p.add_argument('--dark', type=float, default=0.4, help='brightness at the dark end')
     p.add_argument('--layer', default='layer1', help='backbone stage whose last norm is shown')
     p.add_argument('--out', default='work_dirs/visualize/norms_illumination.png')
     args = p.parse_args(argv)

@@ -177,7 +177,7 @@ def norm_table(records: list[dict], batch_size: int = REF_BATCH) -> str:
 def batch_size_table(records: list[dict], task: str = 'seg',
                      batch_sizes: Iterable[int] = (1, 2, 4)) -> str:
     """The task's headline metric per norm and batch size (mean ± std over seeds)."""
-    metric = dict(COLUMNS)[task]
+    metric = TASKS[task].metrics[next(iter(TASKS[task].metrics))]
     batch_sizes = list(batch_sizes)
     lines = [f'| norm | ' + ' | '.join(f'batch {b}' for b in batch_sizes) + ' |',
              '|---|' + '---:|' * len(batch_sizes)]
@@ -198,8 +198,10 @@ def sweep_table(records: list[dict], tag: str = 'sweep') -> str:
                              c.get('num_groups'), r['iters']), []).append(r)
     lines = ['| config (val split) | window | groups | iters x batch | val metric |',
              '|---|---:|---:|---|---:|']
-    for (task, config, w, g, iters), recs in sorted(rows.items(), key=str):
-        metric = dict(COLUMNS)[task]
+    for (task, config, w, g, iters), recs in sorted(
+            rows.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0, kv[0][3] or 0,
+                                          kv[0][4])):
+        metric = 'mIoU' if task in ('seg', 'roads') else dict(COLUMNS)[task]
         lines.append(f'| `{Path(config).name}` | {w} | {g} | {iters} x '
                      f'{recs[0]["batch_size"]} | '
                      f'{mean_std([r["metrics"][metric] for r in recs])} {metric} |')
@@ -208,15 +210,17 @@ def sweep_table(records: list[dict], tag: str = 'sweep') -> str:
 
 def transfer_table(records: list[dict]) -> str:
     """GN -> LCN fine-tuning runs: before (converted, not fine-tuned) and after."""
-    lines = ['| run | init | iters x batch | before fine-tuning | after |',
-             '|---|---|---|---:|---:|']
+    lines = ['| fine-tuned as | init | source model (GN) | iters x batch | before fine-tuning '
+             '| after |', '|---|---|---:|---|---:|---:|']
     for r in records:
         if r.get('tag') != 'transfer':
             continue
         metric = dict(COLUMNS)[r['task']]
         before = r.get('before', {}).get(metric)
+        src = r.get('source', {}).get('metrics', {}).get(metric)
         lines.append(f"| {r['task']} {r['norm']} seed {r['seed']} | "
                      f"`{Path(r['load_from']).name if r.get('load_from') else 'scratch'}` | "
+                     f"{'n/a' if src is None else f'{src:.1f}'} | "
                      f"{r['iters']} x {r['batch_size']} | "
                      f"{'n/a' if before is None else f'{before:.1f}'} | "
                      f"{r['metrics'][metric]:.1f} {metric} |")

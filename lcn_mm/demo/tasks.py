@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ['Task', 'TASKS', 'NORMS', 'norm_cfg_for', 'all_background_miou', 'REPO_ROOT']
+__all__ = ['Task', 'TASKS', 'DEMO_TASKS', 'NORMS', 'norm_cfg_for', 'all_background_miou', 'REPO_ROOT']
 
 #: The repository root (configs and data paths in the demo configs are relative to it).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +55,13 @@ TASKS: dict[str, Task] = {
                 'configs/demo/fpn_r18_lcn_spacenet-seg-buildings.py',
                 {'mIoU': 'mIoU'}, iters=150, batch_size=4, baseline='all_background',
                 study_iters=100),
+    'roads': Task('roads', 'SpaceNet road segmentation (Semantic FPN R18)',
+                  'configs/demo/fpn_r18_lcn_spacenet-seg-roads.py',
+                  {'mIoU': 'mIoU'}, iters=150, batch_size=4, baseline='all_background',
+                  study_iters=100),
 }
+#: What ``make demo`` runs: one task per kind (detection, instances, semantic segmentation).
+DEMO_TASKS = ['det', 'inst', 'roads']
 
 #: The norms of the study: name -> norm_cfg (IN with affine, LN over C,H,W, GN/LCN 16 groups,
 #: which divide every width of the demo models: 64 ... 512).

@@ -1,7 +1,7 @@
 """What BN, GN and LCN do to an illumination change across a large aerial image.
 
 The 900x900 px SpaceNet Atlanta scene is stitched back from the demo tiles, a smooth
-illumination ramp (full brightness on the left down to ``dark`` on the right, as a cloud
+illumination ramp (full brightness at the top down to ``dark`` at the bottom, as a cloud
 shadow or a sun-angle change across a mosaic would) is applied, and the same scene goes
 through semantic-segmentation models trained with BN, GN and LCN (``tools/compare_norms.py``
 checkpoints). For each model we show a backbone feature map right after a norm layer
@@ -9,8 +9,9 @@ checkpoints). For each model we show a backbone feature map right after a norm l
 
 Global norms (BN: dataset statistics; GN: one mean/variance per image and group) scale the
 dark side and the bright side alike, so the dark side keeps weaker features; LCN normalises
-each pixel by its neighbourhood, which removes the ramp. The printed ratio is the mean feature
-magnitude in the darkest quarter divided by that in the brightest quarter (1 = no ramp left).
+each pixel by its neighbourhood, which takes out most of the ramp. The printed ratio is the
+mean feature magnitude in the darkest (bottom) quarter divided by that in the brightest (top)
+quarter (1 = no ramp left).
 """
 from __future__ import annotations
 
@@ -51,12 +52,15 @@ def stitch_scene(root: Path = REPO_ROOT / 'data/spacenet_seg/buildings') -> tupl
     return img, lab, val_x0
 
 
-def illumination_ramp(img: np.ndarray, dark: float = 0.3) -> np.ndarray:
-    """Multiply by a smooth left-to-right ramp from 1 down to ``dark`` (a cosine ease)."""
-    w = img.shape[1]
-    t = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, w))
+def illumination_ramp(img: np.ndarray, dark: float = 0.4) -> np.ndarray:
+    """Multiply by a smooth top-to-bottom ramp from 1 down to ``dark`` (a cosine ease).
+
+    Top to bottom, so that the val strip (the right 256 columns) spans bright and dark.
+    """
+    h = img.shape[0]
+    t = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, h))
     gain = 1 - (1 - dark) * t
-    return np.clip(img.astype(np.float32) * gain[None, :, None], 0, 255).astype(np.uint8)
+    return np.clip(img.astype(np.float32) * gain[:, None, None], 0, 255).astype(np.uint8)
 
 
 def _norm_module(model: torch.nn.Module, layer: str) -> torch.nn.Module:
@@ -99,7 +103,7 @@ def _iou(pred: np.ndarray, lab: np.ndarray) -> float:
     return float(inter / union * 100) if union else float('nan')
 
 
-def plot_norm_comparison(models: dict, out: str, dark: float = 0.3,
+def plot_norm_comparison(models: dict, out: str, dark: float = 0.4,
                          layer: str = 'layer1', title: Optional[str] = None) -> dict:
     """Figure: input / ramped input / labels, then per norm its feature map and prediction.
 
@@ -116,13 +120,13 @@ def plot_norm_comparison(models: dict, out: str, dark: float = 0.3,
     img, lab, val_x0 = stitch_scene()
     ramped = illumination_ramp(img, dark)
     n = len(models)
-    fig, axes = plt.subplots(n + 1, 3, figsize=(9, 3 * (n + 1)))
+    fig, axes = plt.subplots(n + 1, 3, figsize=(8, 2.7 * (n + 1)))
     for ax in axes.ravel():
         ax.set_xticks([]), ax.set_yticks([])
     axes[0, 0].imshow(img)
     axes[0, 0].set_title('SpaceNet Atlanta scene (0.5 m)', fontsize=8)
     axes[0, 1].imshow(ramped)
-    axes[0, 1].set_title(f'with an illumination ramp (1 -> {dark:g})', fontsize=8)
+    axes[0, 1].set_title(f'illumination ramp, top 1 -> bottom {dark:g}', fontsize=8)
     axes[0, 2].imshow(lab, cmap='gray')
     axes[0, 2].axvline(val_x0, color='y', lw=1)
     axes[0, 2].set_title('building labels (right of line: val)', fontsize=8)
@@ -130,14 +134,14 @@ def plot_norm_comparison(models: dict, out: str, dark: float = 0.3,
     for row, (name, model) in enumerate(models.items(), 1):
         feat, pred = norm_features_and_prediction(model, ramped, layer)
         _, pred_orig = norm_features_and_prediction(model, img, layer)
-        q = feat.shape[1] // 4
-        ratio = float(feat[:, -q:].mean() / feat[:, :q].mean())
+        q = feat.shape[0] // 4
+        ratio = float(feat[-q:].mean() / feat[:q].mean())
         iou = _iou(pred[:, val_x0:], lab[:, val_x0:])
         iou_orig = _iou(pred_orig[:, val_x0:], lab[:, val_x0:])
         stats[name] = dict(ramp_ratio=ratio, val_iou_ramped=iou, val_iou_original=iou_orig)
         axes[row, 0].imshow(feat, cmap='magma')
         axes[row, 0].set_title(f'{name}: |features| after {layer} norm\n'
-                               f'dark/bright quarter = {ratio:.2f}', fontsize=8)
+                               f'bottom/top quarter = {ratio:.2f}', fontsize=8)
         axes[row, 1].imshow(ramped)
         axes[row, 1].imshow(np.ma.masked_equal(pred, 0), cmap='autumn', alpha=0.7)
         axes[row, 1].axvline(val_x0, color='y', lw=1)
@@ -154,6 +158,6 @@ def plot_norm_comparison(models: dict, out: str, dark: float = 0.3,
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=72)
+    fig.savefig(out, dpi=64)
     plt.close(fig)
     return stats
