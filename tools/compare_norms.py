@@ -13,6 +13,7 @@ plots (norms.png, batch_size.png) from everything recorded. Logic: lcn_mm/demo/s
     python tools/compare_norms.py --tasks seg --norms LCN --windows 7 15 31 --sweep-roads
     # GN -> LCN transfer: fine-tune the recorded GN seg run's checkpoint as LCN
     python tools/compare_norms.py --tasks seg --transfer --iters 50
+    python tools/compare_norms.py --tasks seg --transfer --iters 50 --windows 63
 """
 import argparse
 import sys
@@ -37,7 +38,8 @@ def main(argv=None) -> int:
     p.add_argument('--iters', type=int, help='iterations at batch 4 (default: the task\'s); '
                    'other batch sizes train 4/b times as many (same images seen)')
     p.add_argument('--windows', nargs='+', type=int,
-                   help='LCN window sizes to sweep (runs tagged "sweep")')
+                   help='LCN window sizes to sweep (runs tagged "sweep"); with --transfer: '
+                   'the fine-tuned LCN\'s windows')
     p.add_argument('--groups', type=int, help='LCN/GN num_groups override')
     p.add_argument('--sweep-roads', action='store_true',
                    help='sweep on the roads seg config (val split) instead of the task\'s')
@@ -56,8 +58,9 @@ def main(argv=None) -> int:
     if not args.report_only:
         if args.transfer:
             for task in args.tasks:
-                run_transfer(task, args.results, args.work_root, iters=args.iters,
-                             threads=args.threads)
+                for w in (args.windows or [None]):
+                    run_transfer(task, args.results, args.work_root, iters=args.iters,
+                                 threads=args.threads, window_size=w)
         else:
             specs = []
             for task in args.tasks:

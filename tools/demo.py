@@ -2,9 +2,10 @@
 """``make demo``: train LCN models from scratch on the three aerial demo tasks, on CPU.
 
 Tree detection (NEON, FCOS), building instance segmentation (SpaceNet, Mask R-CNN) and
-road semantic segmentation (SpaceNet, Semantic FPN; --tasks seg: buildings), each through the mmengine Runner with
-progress lines, evaluated on its val split (COCO bbox/segm mAP, mIoU) and compared with a
-trivial baseline. Prints a table, writes ``<work-dir>/results.json`` and ``demo_results.png``.
+road semantic segmentation (SpaceNet, Semantic FPN; --tasks seg: buildings), each through the
+mmengine Runner with progress lines, evaluated on its val split (COCO bbox/segm mAP, mIoU)
+and compared with a trivial baseline. Prints a table, writes ``<work-dir>/results.json`` and
+``demo_results.png``.
 Exits 1 if a headline metric does not beat its baseline by lcn_mm.demo.demo.MARGIN points.
 
     python tools/demo.py [--tasks det inst roads] [--work-dir work_dirs/demo] [--norm GN]

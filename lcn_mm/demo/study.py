@@ -35,9 +35,9 @@ def make_spec(task: str, norm: str, seed: int = 0, batch_size: int = REF_BATCH,
               iters: Optional[int] = None, window_size: Optional[int] = None,
               num_groups: Optional[int] = None, tag: str = '', lr: Optional[float] = None,
               load_from: Optional[str] = None, config: Optional[str] = None) -> dict:
-    """One run: task, norm (name + full cfg), seed, batch size, iterations (scaled to the batch
-    size from ``iters`` at batch 4, default the task's ``study_iters``), tag (``''`` study, ``sweep``,
-    ``transfer``...), optional lr, initial weights and config override."""
+    """One run: task, norm (name + full cfg), seed, batch size, iterations (scaled to the
+    batch size from ``iters`` at batch 4, default the task's ``study_iters``), tag (``''``
+    study, ``sweep``, ``transfer``...), optional lr, initial weights and config override."""
     task_def = TASKS[task]
     base_iters = iters or task_def.study_iters
     return dict(task=task, norm=norm,
@@ -218,7 +218,8 @@ def transfer_table(records: list[dict]) -> str:
         metric = dict(COLUMNS)[r['task']]
         before = r.get('before', {}).get(metric)
         src = r.get('source', {}).get('metrics', {}).get(metric)
-        lines.append(f"| {r['task']} {r['norm']} seed {r['seed']} | "
+        w = r['norm_cfg'].get('window_size')
+        lines.append(f"| {r['task']} {r['norm']}{f' (window {w})' if w else ''} seed {r['seed']} | "
                      f"`{Path(r['load_from']).name if r.get('load_from') else 'scratch'}` | "
                      f"{'n/a' if src is None else f'{src:.1f}'} | "
                      f"{r['iters']} x {r['batch_size']} | "

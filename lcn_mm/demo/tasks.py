@@ -8,7 +8,8 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ['Task', 'TASKS', 'DEMO_TASKS', 'NORMS', 'norm_cfg_for', 'all_background_miou', 'REPO_ROOT']
+__all__ = ['Task', 'TASKS', 'DEMO_TASKS', 'NORMS', 'norm_cfg_for', 'all_background_miou',
+           'REPO_ROOT']
 
 #: The repository root (configs and data paths in the demo configs are relative to it).
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -31,8 +31,12 @@ def convert_checkpoint(src: str, dst: str) -> str:
 
 
 def run_transfer(task: str, results: str, work_root: str, iters: Optional[int] = None,
-                 seed: int = 0, lr_scale: float = 0.3, threads: Optional[int] = None) -> None:
-    """GN (recorded study run, or trained now) -> LCN fine-tune, and a GN fine-tune control."""
+                 seed: int = 0, lr_scale: float = 0.3, threads: Optional[int] = None,
+                 window_size: Optional[int] = None) -> None:
+    """GN (recorded study run, or trained now) -> LCN fine-tune, and a GN fine-tune control.
+
+    ``window_size``: the LCN window of the fine-tuned model (default: the study's).
+    """
     gn_spec = make_spec(task, 'GN', seed=seed)
     records = load_results(results)
     gn = next((r for r in records if run_key(r) == run_key(gn_spec)), None)
@@ -52,7 +56,7 @@ def run_transfer(task: str, results: str, work_root: str, iters: Optional[int] =
     done = {run_key(r) for r in load_results(results)}
     for norm, init in (('LCN', dst), ('GN', src)):
         spec = make_spec(task, norm, seed=seed, iters=iters, tag='transfer', lr=lr,
-                         load_from=init)
+                         load_from=init, window_size=window_size if norm == 'LCN' else None)
         if run_key(spec) in done:
             print(f'transfer: skip (recorded) {norm} from {init}', flush=True)
             continue
