@@ -1,4 +1,4 @@
-"""`make demo` (tools/smoke_demo.py) must run: a few Mask R-CNN training steps on CPU."""
+"""tools/smoke_demo.py (a quick CPU check) must run: a few Mask R-CNN training steps with LCN."""
 import importlib.util
 from pathlib import Path
 from types import ModuleType
