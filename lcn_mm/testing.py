@@ -25,7 +25,6 @@ from mmengine.registry import DATASETS, HOOKS, MODELS
 from torch import nn
 from torch.utils.data import Dataset
 
-from .layers import LCN
 
 __all__ = ['LCNToyNet', 'LCNToyDataset', 'LCNToyHook']
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 

@@ -179,7 +179,7 @@ def batch_size_table(records: list[dict], task: str = 'seg',
     """The task's headline metric per norm and batch size (mean ± std over seeds)."""
     metric = TASKS[task].metrics[next(iter(TASKS[task].metrics))]
     batch_sizes = list(batch_sizes)
-    lines = [f'| norm | ' + ' | '.join(f'batch {b}' for b in batch_sizes) + ' |',
+    lines = ['| norm | ' + ' | '.join(f'batch {b}' for b in batch_sizes) + ' |',
              '|---|' + '---:|' * len(batch_sizes)]
     for norm in NORM_ORDER:
         cells = [mean_std([r['metrics'][metric] for r in _select(records, task, norm, b)])

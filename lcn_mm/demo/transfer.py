@@ -50,7 +50,6 @@ def run_transfer(task: str, results: str, work_root: str, iters: Optional[int] =
     convert_checkpoint(src, dst)
     from mmengine.config import Config
 
-    from .run import prepare_cfg
     from .tasks import REPO_ROOT, TASKS
     lr = Config.fromfile(REPO_ROOT / TASKS[task].config).optim_wrapper.optimizer.lr * lr_scale
     done = {run_key(r) for r in load_results(results)}
