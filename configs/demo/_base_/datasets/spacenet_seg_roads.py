@@ -2,55 +2,11 @@
 # SpaceNet Las Vegas roads (~0.3 m, source mask ~13 px wide around centre lines);
 # train x < 788 px, val = right 512 px.
 # Labels: 0 background, 1 road. Train tiles overlap by half, val tiles do not.
-# Paths are relative to the repository root (run tools from there). See docs/data.md.
-dataset_type = 'BaseSegDataset'
+# Same pipelines, loaders and metric as the buildings set; only the data and classes differ.
+_base_ = './spacenet_seg_buildings.py'
 data_root = 'data/spacenet_seg/roads/'
 metainfo = dict(classes=('background', 'road'), palette=[[0, 0, 0], [255, 200, 0]])
-backend_args = None
 
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='LoadAnnotations', backend_args=backend_args),
-    # Overhead imagery has no "up": flip both ways. Tiles are used at native scale.
-    dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='LoadAnnotations', backend_args=backend_args),
-    dict(type='PackSegInputs'),
-]
-
-train_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train'),
-        img_suffix='.jpg',
-        seg_map_suffix='.png',
-        reduce_zero_label=False,
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        data_prefix=dict(img_path='img_dir/val', seg_map_path='ann_dir/val'),
-        img_suffix='.jpg',
-        seg_map_suffix='.png',
-        reduce_zero_label=False,
-        test_mode=True,
-        pipeline=test_pipeline))
+train_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
+val_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
 test_dataloader = val_dataloader
-
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
