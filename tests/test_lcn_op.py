@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from lcn_mm.ops import local_context_norm, native
+from lcn_mm.ops.reference import adversarial_maps as _adversarial_maps
+from lcn_mm.ops.reference import reference_lcn
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
@@ -27,33 +29,6 @@ def test_native_kernels_are_built_here(path):
     assert native.library() is not None
     assert native.supports(torch.randn(1, 2, 3, 3)) == (path == 'native')
     assert not native.supports(torch.randn(1, 2, 3, 3).to(memory_format=torch.channels_last))
-
-
-def reference_lcn(x: torch.Tensor, num_groups: int, kh: int, kw: int,
-                  weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
-                  eps: float = 1e-5, detach_stats: bool = False) -> torch.Tensor:
-    """The contract, pixel by pixel in float64: centred clipped window, population variance."""
-    x = x.double()
-    n, c, h, w = x.shape
-    xg = x.view(n, num_groups, c // num_groups, h, w)
-    mean = torch.empty(n, num_groups, 1, h, w, dtype=x.dtype, device=x.device)
-    var = torch.empty_like(mean)
-    for i in range(h):
-        for j in range(w):
-            r0, r1 = max(i - (kh - 1) // 2, 0), min(i + kh // 2, h - 1)
-            c0, c1 = max(j - (kw - 1) // 2, 0), min(j + kw // 2, w - 1)
-            win = xg[:, :, :, r0:r1 + 1, c0:c1 + 1].reshape(n, num_groups, -1)
-            m = win.mean(-1)
-            mean[:, :, 0, i, j] = m
-            var[:, :, 0, i, j] = ((win - m[..., None]) ** 2).mean(-1)
-    if detach_stats:
-        mean, var = mean.detach(), var.detach()
-    y = ((xg - mean) / torch.sqrt(var + eps)).view(n, c, h, w)
-    if weight is not None:
-        y = y * weight.double().view(1, -1, 1, 1)
-    if bias is not None:
-        y = y + bias.double().view(1, -1, 1, 1)
-    return y
 
 
 # (N, C, H, W, G, kh, kw): odd, even, rectangular, 1, larger than the map, cpg = 1 and C.
@@ -171,19 +146,6 @@ def test_positional_norm_limit():
 
 
 # --- float32 numerics ------------------------------------------------------------------------
-
-def _adversarial_maps(size: int = 1024) -> torch.Tensor:
-    """Constant regions, a 1e4 offset with small noise, and ramps 0..2000, all in float32."""
-    gen = torch.Generator().manual_seed(0)
-    ramp = torch.linspace(0, 2000, size, dtype=torch.float64)
-    ch0 = ramp[None, :].expand(size, size) + 0.01 * torch.randn(size, size, generator=gen)
-    ch1 = 1e4 + 0.05 * torch.randn(size, size, generator=gen, dtype=torch.float64)
-    ch1[: size // 4] = 1e4                                   # exactly constant
-    ch2 = ramp[:, None].expand(size, size) * 1.0             # noiseless vertical ramp
-    ch3 = torch.where(torch.arange(size)[None, :] < size // 2, 0.0, 20.0).expand(size, size)
-    ch3 = ch3 + 0.01 * torch.randn(size, size, generator=gen, dtype=torch.float64)
-    return torch.stack([ch0, ch1, ch2, ch3])[None].float()
-
 
 @pytest.mark.parametrize('window', [31, (64, 63), 255])
 def test_float32_is_accurate_on_adversarial_1024_maps(window):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lcn_mm.ops import local_context_norm, native  # noqa: E402
+from lcn_mm.ops import gpu, local_context_norm, native  # noqa: E402
 
 Shape = Tuple[int, int, int, int]
 
@@ -233,9 +233,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.reference:
         native.supports = lambda x: False  # type: ignore[assignment]
+        gpu.supports = lambda x: False  # type: ignore[assignment]
     dtype = getattr(torch, args.dtype)
-    path = 'pure PyTorch' if args.reference or args.device != 'cpu' else (
-        'fused CPU kernels' if native.library() is not None else 'pure PyTorch (no compiler)')
+    if args.reference:
+        path = 'pure PyTorch'
+    elif args.device == 'cpu':
+        path = 'fused CPU kernels' if native.library() is not None else 'pure PyTorch (no compiler)'
+    else:
+        path = 'Triton kernels' if gpu.kernels() is not None else 'pure PyTorch (no Triton)'
     machine = (torch.cuda.get_device_name() if args.device == 'cuda'
                else f'{platform.processor() or platform.machine()}, {args.threads} threads')
     print(f'# LCN vs GroupNorm: {args.device} {args.dtype}, {machine}, LCN path: {path}, '

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import native
+from . import gpu, native
 
 WindowSize = Union[int, Sequence[int]]
 
@@ -294,31 +294,51 @@ class _LocalContextNorm(torch.autograd.Function):
         return _finish(grad_x, grad_out, grad_w, grad_b)
 
 
-class _NativeLocalContextNorm(torch.autograd.Function):
-    """The same op through the fused CPU kernels (contiguous float32/float64 on CPU).
+class _KernelLocalContextNorm(torch.autograd.Function):
+    """The same op through a fused-kernel backend: ``native`` (CPU, C++/OpenMP) or ``gpu``
+    (CUDA, Triton).
 
-    Saves only ``x`` (and the weight), as GroupNorm does: the backward kernel recomputes the
-    window statistics, which costs less than writing and keeping two per-group maps.
+    A backend's ``forward`` returns ``(y, *state)`` and its ``backward`` takes that state
+    back. The CPU kernels keep no state (only ``x`` is saved, as GroupNorm does, and the
+    window statistics are recomputed); the GPU kernels keep the float32 ``mu - k`` and rstd
+    maps, ``2 / cpg`` of the input's float32 size.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+    def forward(ctx, backend, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
                 num_groups: int, window: Tuple[int, int, int, int], eps: float) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.num_groups, ctx.window, ctx.eps = num_groups, window, eps
+        y, *state = backend.forward(x, weight, bias, num_groups, window, eps)
+        ctx.save_for_backward(x, weight, *state)
+        ctx.backend, ctx.num_groups, ctx.window, ctx.eps = backend, num_groups, window, eps
         ctx.bias_dtype = bias.dtype if bias is not None else None
-        return native.forward(x, weight, bias, num_groups, window, eps)
+        return y
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        x, weight = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        x, weight, *state = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[1:4]
         need_w, need_b = need_w and weight is not None, need_b and ctx.bias_dtype is not None
-        dx, dw, db = native.backward(x, grad_out, weight, ctx.num_groups, ctx.window, ctx.eps,
-                                     need_x, need_w, need_b)
+        dx, dw, db = ctx.backend.backward(x, grad_out, weight, ctx.num_groups, ctx.window,
+                                          ctx.eps, need_x, need_w, need_b, *state)
         dw = dw.to(weight.dtype) if dw is not None else None
         db = db.to(ctx.bias_dtype) if db is not None else None
-        return dx, dw, db, None, None, None
+        return None, dx, dw, db, None, None, None
+
+
+def _gpu_lcn(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
+             window: Tuple[int, int, int, int], eps: float) -> Optional[Tensor]:
+    """LCN through the Triton kernels, in the input's memory format; None if they failed."""
+    channels_last = not x.is_contiguous() and x.is_contiguous(
+        memory_format=torch.channels_last)
+    try:
+        y = _KernelLocalContextNorm.apply(gpu, x.contiguous(), weight, bias, num_groups,
+                                          window, eps)
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as err:  # a Triton compile/launch failure: warn once, then fall back
+        gpu.disable(err)
+        return None
+    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
 
 
 def _finish(grad_x: Optional[Tensor], grad_out: Tensor, grad_w: Optional[Tensor],
@@ -376,10 +396,14 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
                   min(window[2], w - 1), min(window[3], w - 1))
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()  # e.g. a strided slice: both paths need a group-splittable view
+        if not detach_stats and gpu.supports(x):
+            y = _gpu_lcn(x, weight, bias, num_groups, window, float(eps))
+            if y is not None:
+                return y
         compute = x.to(_compute_dtype(x))
         if not detach_stats and native.supports(compute):
-            y = _NativeLocalContextNorm.apply(compute, weight, bias, num_groups, window,
-                                              float(eps))
+            y = _KernelLocalContextNorm.apply(native, compute, weight, bias, num_groups,
+                                              window, float(eps))
             return y.to(x.dtype)
         if not (torch.is_grad_enabled() and any(
                 t is not None and t.requires_grad for t in (x, weight, bias))):

@@ -110,8 +110,9 @@ def _p(t: Optional[Tensor]) -> Optional[int]:
 
 
 def forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
-            window: Tuple[int, int, int, int], eps: float) -> Tensor:
-    """LCN of a contiguous float32/float64 CPU tensor; ``window = (lo_h, hi_h, lo_w, hi_w)``."""
+            window: Tuple[int, int, int, int], eps: float) -> Tuple[Tensor]:
+    """``(y,)``: LCN of a contiguous float32/float64 CPU tensor (no state for the backward);
+    ``window = (lo_h, hi_h, lo_w, hi_w)``."""
     n, c, h, w = x.shape
     y = torch.empty_like(x)
     weight = None if weight is None else weight.detach().to(x.dtype).contiguous()
@@ -119,7 +120,7 @@ def forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_gro
     fn = library().lcn_forward_f32 if x.dtype == torch.float32 else library().lcn_forward_f64
     fn(_p(x), _p(weight), _p(bias), _p(y), n, num_groups, c // num_groups, h, w, *window, eps,
        torch.get_num_threads())
-    return y
+    return (y,)
 
 
 def backward(x: Tensor, grad_out: Tensor, weight: Optional[Tensor], num_groups: int,

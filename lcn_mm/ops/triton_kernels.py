@@ -1,0 +1,215 @@
+"""Triton kernels of LCN (GPU; also run by Triton's CPU interpreter in the tests).
+
+Layout: ``x`` is contiguous (N, C, H, W); one (n, g) "plane" is the ``cpg`` consecutive
+channel maps of a group. Forward and backward each read the full tensor as GroupNorm does
+(forward: 1 read for the statistics, 1 read + 1 write to normalize; backward: 2 reads for
+the per-pixel sums, 2 reads + 1 write for dx); everything else touches per-group maps,
+``cpg`` times smaller. Window sums are separable clipped box sums computed as the difference
+of a leading and a trailing running prefix sum in float64 (after a per-group shift), so the
+cost does not depend on the window and ``E[x^2] - E[x]^2`` does not cancel.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _group_shift(x_ptr, base, HW, cpg, CPG_P2: tl.constexpr):
+    """Per-plane shift: the group mean at pixel 0 (any value near the data would do)."""
+    ch = tl.arange(0, CPG_P2)
+    v = tl.load(x_ptr + base + ch.to(tl.int64) * HW, mask=ch < cpg, other=0.0)
+    return tl.sum(v.to(tl.float32), axis=0) / cpg
+
+
+@triton.jit
+def _window_count(i, length, lo, hi):
+    """Number of real pixels of the clipped window ``[i - lo, i + hi]`` (1 for the padding
+    lanes outside ``[0, length)``, which are never stored, so that they divide safely)."""
+    return tl.maximum(tl.minimum(i + hi, length - 1) - tl.maximum(i - lo, 0) + 1, 1)
+
+
+@triton.jit
+def _pixel_sums_kernel(x_ptr, maps_ptr, C, HW, G, cpg,
+                       CPG_P2: tl.constexpr, BLOCK: tl.constexpr):
+    """maps[ng, 0] = sum_c (x - k), maps[ng, 1] = sum_c (x - k)^2 per pixel, in float64."""
+    ng = tl.program_id(0)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < HW
+    base = ((ng // G) * C + (ng % G) * cpg).to(tl.int64) * HW
+    k = _group_shift(x_ptr, base, HW, cpg, CPG_P2).to(tl.float64)
+    s1 = tl.zeros([BLOCK], tl.float64)
+    s2 = tl.zeros([BLOCK], tl.float64)
+    ptr = x_ptr + base + offs
+    for _ in range(cpg):
+        v = tl.load(ptr, mask=mask, other=0.0).to(tl.float64) - k
+        s1 += v
+        s2 += v * v
+        ptr += HW
+    out = maps_ptr + ng.to(tl.int64) * 2 * HW + offs
+    tl.store(out, s1, mask=mask)
+    tl.store(out + HW, s2, mask=mask)
+
+
+@triton.jit
+def _box_kernel(src_ptr, dst_ptr, mu_ptr, r_ptr, out0_ptr, out1_ptr,
+                L, n_lines, lines_per_plane, HW, line_stride, elem_stride, lo, hi,
+                L2, lo2, hi2, cpg, eps,
+                MODE: tl.constexpr, BLINES: tl.constexpr, BL: tl.constexpr):
+    """Clipped box sums ``[e - lo, e + hi]`` along one axis of both maps of each plane.
+
+    ``src`` is (NG, 2, H, W) float64. A line is a row (``elem_stride`` 1) or a column
+    (``line_stride`` 1) of a plane. The output at ``e`` is P[min(e + hi, L - 1)] -
+    P[e - lo - 1]: a leading prefix sum runs ``hi`` ahead of the output and a trailing one
+    ``lo + 1`` behind it, one pass over the line whatever the window.
+
+    MODE 0 writes the two box sums to ``dst`` (same layout). MODE 1 (forward, columns)
+    turns them into the window mean minus the shift and rstd (float32 maps ``out0``,
+    ``out1``); ``L2, lo2, hi2`` describe the other axis for the pixel counts. MODE 2
+    (backward, columns) writes ``out0 = box(beta) / r`` and ``out1 = box(alpha) + mu * box(beta)``.
+    """
+    lines = tl.program_id(0) * BLINES + tl.arange(0, BLINES)
+    lmask = lines < n_lines
+    plane = lines // lines_per_plane
+    j = lines % lines_per_plane
+    pix_base = plane.to(tl.int64) * HW + j.to(tl.int64) * line_stride
+    src_base = pix_base + plane.to(tl.int64) * HW  # maps are (NG, 2, H, W)
+    lead0 = tl.zeros([BLINES], tl.float64)
+    lead1 = tl.zeros([BLINES], tl.float64)
+    trail0 = tl.zeros([BLINES], tl.float64)
+    trail1 = tl.zeros([BLINES], tl.float64)
+    other = _window_count(j, L2, lo2, hi2).to(tl.float64) * cpg  # used by MODE 1 only
+    for start in range(0, L + hi, BL):
+        q = start + tl.arange(0, BL)      # leading position
+        e = q - hi                         # output position
+        t = e - lo - 1                     # trailing position
+        m_lead = lmask[:, None] & (q < L)[None, :]
+        m_trail = lmask[:, None] & ((t >= 0) & (t < L))[None, :]
+        p_lead = src_base[:, None] + (q.to(tl.int64) * elem_stride)[None, :]
+        p_trail = src_base[:, None] + (t.to(tl.int64) * elem_stride)[None, :]
+        a0 = tl.load(src_ptr + p_lead, mask=m_lead, other=0.0)
+        a1 = tl.load(src_ptr + p_lead + HW, mask=m_lead, other=0.0)
+        b0 = tl.load(src_ptr + p_trail, mask=m_trail, other=0.0)
+        b1 = tl.load(src_ptr + p_trail + HW, mask=m_trail, other=0.0)
+        box0 = (lead0[:, None] + tl.cumsum(a0, axis=1)) - (trail0[:, None] + tl.cumsum(b0, axis=1))
+        box1 = (lead1[:, None] + tl.cumsum(a1, axis=1)) - (trail1[:, None] + tl.cumsum(b1, axis=1))
+        lead0 += tl.sum(a0, axis=1)
+        lead1 += tl.sum(a1, axis=1)
+        trail0 += tl.sum(b0, axis=1)
+        trail1 += tl.sum(b1, axis=1)
+        m_out = lmask[:, None] & ((e >= 0) & (e < L))[None, :]
+        e_off = (e.to(tl.int64) * elem_stride)[None, :]
+        if MODE == 0:
+            p_out = src_base[:, None] + e_off
+            tl.store(dst_ptr + p_out, box0, mask=m_out)
+            tl.store(dst_ptr + p_out + HW, box1, mask=m_out)
+        elif MODE == 1:
+            count = _window_count(e, L, lo, hi).to(tl.float64)[None, :] * other[:, None]
+            mean = box0 / count
+            var = tl.maximum(box1 / count - mean * mean, 0.0)
+            rstd = 1.0 / tl.sqrt(var + eps)
+            p_out = pix_base[:, None] + e_off
+            tl.store(out0_ptr + p_out, mean.to(tl.float32), mask=m_out)
+            tl.store(out1_ptr + p_out, rstd.to(tl.float32), mask=m_out)
+        else:
+            p_out = pix_base[:, None] + e_off
+            mu = tl.load(mu_ptr + p_out, mask=m_out, other=0.0).to(tl.float64)
+            r = tl.load(r_ptr + p_out, mask=m_out, other=1.0).to(tl.float64)
+            tl.store(out0_ptr + p_out, (box1 / r).to(tl.float32), mask=m_out)
+            tl.store(out1_ptr + p_out, (box0 + mu * box1).to(tl.float32), mask=m_out)
+
+
+@triton.jit
+def _normalize_kernel(x_ptr, y_ptr, w_ptr, b_ptr, mu_ptr, r_ptr, C, HW, G, cpg,
+                      HAS_W: tl.constexpr, HAS_B: tl.constexpr,
+                      CPG_P2: tl.constexpr, BLOCK: tl.constexpr):
+    """y = ((x - k) - (mu - k)) * rstd * weight + bias."""
+    ng = tl.program_id(0)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < HW
+    base = ((ng // G) * C + (ng % G) * cpg).to(tl.int64) * HW
+    k = _group_shift(x_ptr, base, HW, cpg, CPG_P2)
+    mu = tl.load(mu_ptr + ng.to(tl.int64) * HW + offs, mask=mask, other=0.0)
+    r = tl.load(r_ptr + ng.to(tl.int64) * HW + offs, mask=mask, other=0.0)
+    ch = (ng % G) * cpg
+    offs64 = base + offs
+    for c in range(cpg):
+        v = ((tl.load(x_ptr + offs64, mask=mask, other=0.0).to(tl.float32) - k) - mu) * r
+        if HAS_W:
+            v = v * tl.load(w_ptr + ch + c)
+        if HAS_B:
+            v = v + tl.load(b_ptr + ch + c)
+        tl.store(y_ptr + offs64, v.to(y_ptr.dtype.element_ty), mask=mask)
+        offs64 += HW
+
+
+@triton.jit
+def _backward_sums_kernel(x_ptr, dy_ptr, w_ptr, mu_ptr, r_ptr, maps_ptr, pw_ptr, pb_ptr,
+                          C, HW, G, cpg, H, W, lo_h, hi_h, lo_w, hi_w,
+                          HAS_W: tl.constexpr, NEED_MAPS: tl.constexpr, NEED_W: tl.constexpr,
+                          NEED_B: tl.constexpr, CPG_P2: tl.constexpr, BLOCK: tl.constexpr):
+    """Per-pixel A = sum_c gamma*dy and B = sum_c gamma*dy*xhat turned into the maps
+    beta = -r^2 B / n and alpha = -r A / n - (mu - k) beta (float64), plus this block's
+    partial sums of dy*xhat and dy per channel (for the weight and bias gradients)."""
+    ng = tl.program_id(0)
+    blk = tl.program_id(1)
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < HW
+    n = ng // G
+    ch = (ng % G) * cpg
+    base = (n * C + ch).to(tl.int64) * HW
+    k = _group_shift(x_ptr, base, HW, cpg, CPG_P2)
+    mu = tl.load(mu_ptr + ng.to(tl.int64) * HW + offs, mask=mask, other=0.0)
+    r = tl.load(r_ptr + ng.to(tl.int64) * HW + offs, mask=mask, other=0.0)
+    row = (n * tl.num_programs(1) + blk).to(tl.int64) * C
+    a = tl.zeros([BLOCK], tl.float32)
+    b = tl.zeros([BLOCK], tl.float32)
+    offs64 = base + offs
+    for c in range(cpg):
+        xh = ((tl.load(x_ptr + offs64, mask=mask, other=0.0).to(tl.float32) - k) - mu) * r
+        dy = tl.load(dy_ptr + offs64, mask=mask, other=0.0).to(tl.float32)
+        if NEED_W:
+            tl.store(pw_ptr + row + ch + c, tl.sum(dy * xh, axis=0))
+        if NEED_B:
+            tl.store(pb_ptr + row + ch + c, tl.sum(dy, axis=0))
+        if HAS_W:
+            dy = dy * tl.load(w_ptr + ch + c)
+        a += dy
+        b += dy * xh
+        offs64 += HW
+    if NEED_MAPS:
+        h = offs // W
+        count = (_window_count(h, H, lo_h, hi_h).to(tl.float64)
+                 * _window_count(offs - h * W, W, lo_w, hi_w).to(tl.float64) * cpg)
+        r64 = r.to(tl.float64)
+        beta = -(r64 * r64) * b.to(tl.float64) / count
+        alpha = -r64 * a.to(tl.float64) / count - mu.to(tl.float64) * beta
+        out = maps_ptr + ng.to(tl.int64) * 2 * HW + offs
+        tl.store(out, alpha, mask=mask)
+        tl.store(out + HW, beta, mask=mask)
+
+
+@triton.jit
+def _backward_dx_kernel(x_ptr, dy_ptr, w_ptr, mu_ptr, r_ptr, p_ptr, q_ptr, dx_ptr,
+                        C, HW, G, cpg, HAS_W: tl.constexpr,
+                        CPG_P2: tl.constexpr, BLOCK: tl.constexpr):
+    """dx = gamma*dy*r + xhat * P + Q with P = box(beta)/r and Q = box(alpha) + mu*box(beta)."""
+    ng = tl.program_id(0)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < HW
+    ch = (ng % G) * cpg
+    base = ((ng // G) * C + ch).to(tl.int64) * HW
+    k = _group_shift(x_ptr, base, HW, cpg, CPG_P2)
+    pix = ng.to(tl.int64) * HW + offs
+    mu = tl.load(mu_ptr + pix, mask=mask, other=0.0)
+    r = tl.load(r_ptr + pix, mask=mask, other=0.0)
+    p = tl.load(p_ptr + pix, mask=mask, other=0.0)
+    q = tl.load(q_ptr + pix, mask=mask, other=0.0)
+    offs64 = base + offs
+    for c in range(cpg):
+        xh = ((tl.load(x_ptr + offs64, mask=mask, other=0.0).to(tl.float32) - k) - mu) * r
+        dy = tl.load(dy_ptr + offs64, mask=mask, other=0.0).to(tl.float32)
+        if HAS_W:
+            dy = dy * tl.load(w_ptr + ch + c)
+        tl.store(dx_ptr + offs64, (dy * r + xh * p + q).to(dx_ptr.dtype.element_ty), mask=mask)
+        offs64 += HW
