@@ -30,7 +30,9 @@ DEVICE = 'cuda' if CUDA else 'cpu'
 def _patch_interpreter_for_numpy2() -> None:
     """Triton 3.6's interpreter calls int() on 1-element arrays, which NumPy >= 2.4 refuses."""
     from triton.runtime import interpreter
-    original = interpreter._patch_lang_tensor
+    original = getattr(interpreter, '_patch_lang_tensor', None)
+    if original is None:  # another Triton version: nothing to patch
+        return
 
     def patch(tensor, scope):
         original(tensor, scope)
@@ -161,7 +163,7 @@ def test_bitwise_deterministic():
 def test_kernel_failure_falls_back_with_one_warning(monkeypatch):
     """A Triton compile/launch failure must not break training: one warning, same result."""
     monkeypatch.setattr(gpu, '_failed', False)
-    monkeypatch.setattr(gpu, 'supports', lambda x: not gpu._failed)
+    monkeypatch.setattr(gpu, 'supports', lambda x: gpu.kernels() is not None)
 
     def broken(*args, **kwargs):
         raise RuntimeError('simulated compile failure')
@@ -176,6 +178,7 @@ def test_kernel_failure_falls_back_with_one_warning(monkeypatch):
     want = reference_lcn(x.double(), 2, 3, 3)
     torch.testing.assert_close(y.double(), want, rtol=0, atol=1e-5)
     assert torch.equal(y, y2)
+    assert gpu.kernels() is None  # turned off: no retry (and recompile) on every call
 
 
 @pytest.mark.skipif(not CUDA, reason='needs a GPU: channels_last CUDA tensors')

@@ -81,8 +81,9 @@ def saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
 def norm_fns(shape: Shape, groups: int, window: int, device: str, dtype: torch.dtype):
     x = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
     c = shape[1]
-    weight = torch.ones(c, device=device, requires_grad=True)
-    bias = torch.zeros(c, device=device, requires_grad=True)
+    # Affine parameters in the input's dtype: GroupNorm's kernels require it for bf16/fp16.
+    weight = torch.ones(c, device=device, dtype=dtype, requires_grad=True)
+    bias = torch.zeros(c, device=device, dtype=dtype, requires_grad=True)
     grad = torch.randn(shape, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
 
@@ -259,23 +260,24 @@ def main() -> None:
         args.device, dtype)
     mrcnn = bench_mask_rcnn(max(2, args.reps // 2), args.mask_rcnn) if args.mask_rcnn else None
 
+    ms = '.3f' if args.device == 'cuda' else '.1f'  # GPU times are fractions of a ms
     md = [f'LCN path: {path}; {args.device} {args.dtype}; {machine}; torch {torch.__version__}; '
           f'window {args.window} for the shape table; {args.stat} of {args.reps} interleaved reps.',
           '', table(rows, [('label', 'shape (N,C,H,W)', ''), ('groups', 'G', 'd'),
-                          ('gn_fwd_ms', 'GN fwd ms', '.1f'), ('lcn_fwd_ms', 'LCN fwd ms', '.1f'),
+                          ('gn_fwd_ms', 'GN fwd ms', ms), ('lcn_fwd_ms', 'LCN fwd ms', ms),
                           ('fwd_ratio', 'fwd ratio', '.2f'),
-                          ('gn_fwdbwd_ms', 'GN fwd+bwd ms', '.1f'),
-                          ('lcn_fwdbwd_ms', 'LCN fwd+bwd ms', '.1f'),
+                          ('gn_fwdbwd_ms', 'GN fwd+bwd ms', ms),
+                          ('lcn_fwdbwd_ms', 'LCN fwd+bwd ms', ms),
                           ('fwdbwd_ratio', 'fwd+bwd ratio', '.2f'),
                           ('saved_ratio', 'saved-bytes ratio', '.2f')]),
           '', f'Windows at {tuple(main_shape)}, G={main_groups} (forward+backward):', '',
-          table(wins, [('window', 'window', 'd'), ('fwdbwd_ms', 'LCN ms', '.1f'),
-                       ('gn_fwdbwd_ms', 'GN ms', '.1f')]),
+          table(wins, [('window', 'window', 'd'), ('fwdbwd_ms', 'LCN ms', ms),
+                       ('gn_fwdbwd_ms', 'GN ms', ms)]),
           '', f'max/min over windows 3, 31, 255: {max(flat) / min(flat):.3f}']
     if sizes:
         md += ['', 'Image size (N=1, C=64, G=32, window 31, forward+backward):', '',
                table(sizes, [('size', 'H=W', 'd'), ('pixels', 'pixels', 'd'),
-                             ('lcn_fwdbwd_ms', 'LCN ms', '.1f'), ('gn_fwdbwd_ms', 'GN ms', '.1f')])]
+                             ('lcn_fwdbwd_ms', 'LCN ms', ms), ('gn_fwdbwd_ms', 'GN ms', ms)])]
     if mrcnn:
         md += ['', f"Mask R-CNN R50-FPN training step, batch 2 at {mrcnn['size']}px, "
                f"{mrcnn['lcn_layers']} LCN layers: "

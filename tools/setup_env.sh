@@ -26,6 +26,7 @@ VENV="${VENV:-$ROOT/.venv}"
 STAMP="${1:-}"
 TORCH_VERSION="2.13.0"
 MMCV_VERSION="2.1.0"
+TRITON_VERSION="3.6.0"   # the Triton of the GPU machines this was checked on (torch 2.11 cu130)
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 log() { printf '[setup_env] %s\n' "$*" >&2; }
@@ -139,6 +140,13 @@ log "installing mmcv/mmengine/mmdet/mmseg and the runtime/optional/test requirem
 pip_install --no-build-isolation \
     -r requirements/mminstall.txt -r requirements/runtime.txt \
     -r requirements/optional.txt -r requirements/tests.txt
+# Triton: CUDA builds of torch bring their own (the GPU kernels use it); on a CPU-only torch,
+# install the version those builds use so tests/test_lcn_gpu.py runs the same kernels under
+# Triton's CPU interpreter.
+if ! "$VPY" -c "import triton" 2>/dev/null; then
+    log "installing triton==$TRITON_VERSION (the GPU kernels' tests run in its CPU interpreter)"
+    pip_install --no-deps "triton==$TRITON_VERSION"
+fi
 if [[ $MMCV_READY == 0 ]] && ! mmcv_ok; then
     log "ERROR: mmcv $MMCV_VERSION is installed but its compiled ops do not load"
     exit 1

@@ -24,7 +24,9 @@ _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 def kernels():
     """The kernel module, imported on first use; None if Triton is unavailable."""
     global _kernels, _failed
-    if _kernels is None and not _failed:
+    if _failed:
+        return None
+    if _kernels is None:
         if os.environ.get('LCN_MM_TRITON', '1') == '0':
             _failed = True
             return None

@@ -60,8 +60,9 @@ def _box_kernel(src_ptr, dst_ptr, mu_ptr, r_ptr, out0_ptr, out1_ptr,
 
     ``src`` is (NG, 2, H, W) float64. A line is a row (``elem_stride`` 1) or a column
     (``line_stride`` 1) of a plane. The output at ``e`` is P[min(e + hi, L - 1)] -
-    P[e - lo - 1]: a leading prefix sum runs ``hi`` ahead of the output and a trailing one
-    ``lo + 1`` behind it, one pass over the line whatever the window.
+    P[e - lo - 1] for the prefix sums P, computed as a running (prefix) sum of the value
+    entering the window (``hi`` ahead of the output) minus the value leaving it (``lo + 1``
+    behind): one pass over the line whatever the window, in float64.
 
     MODE 0 writes the two box sums to ``dst`` (same layout). MODE 1 (forward, columns)
     turns them into the window mean minus the shift and rstd (float32 maps ``out0``,
@@ -74,11 +75,10 @@ def _box_kernel(src_ptr, dst_ptr, mu_ptr, r_ptr, out0_ptr, out1_ptr,
     j = lines % lines_per_plane
     pix_base = plane.to(tl.int64) * HW + j.to(tl.int64) * line_stride
     src_base = pix_base + plane.to(tl.int64) * HW  # maps are (NG, 2, H, W)
-    lead0 = tl.zeros([BLINES], tl.float64)
-    lead1 = tl.zeros([BLINES], tl.float64)
-    trail0 = tl.zeros([BLINES], tl.float64)
-    trail1 = tl.zeros([BLINES], tl.float64)
+    box0 = tl.zeros([BLINES], tl.float64)
+    box1 = tl.zeros([BLINES], tl.float64)
     other = _window_count(j, L2, lo2, hi2).to(tl.float64) * cpg  # used by MODE 1 only
+    last = (tl.arange(0, BL) == BL - 1)[None, :]
     for start in range(0, L + hi, BL):
         q = start + tl.arange(0, BL)      # leading position
         e = q - hi                         # output position
@@ -87,26 +87,27 @@ def _box_kernel(src_ptr, dst_ptr, mu_ptr, r_ptr, out0_ptr, out1_ptr,
         m_trail = lmask[:, None] & ((t >= 0) & (t < L))[None, :]
         p_lead = src_base[:, None] + (q.to(tl.int64) * elem_stride)[None, :]
         p_trail = src_base[:, None] + (t.to(tl.int64) * elem_stride)[None, :]
-        a0 = tl.load(src_ptr + p_lead, mask=m_lead, other=0.0)
-        a1 = tl.load(src_ptr + p_lead + HW, mask=m_lead, other=0.0)
-        b0 = tl.load(src_ptr + p_trail, mask=m_trail, other=0.0)
-        b1 = tl.load(src_ptr + p_trail + HW, mask=m_trail, other=0.0)
-        box0 = (lead0[:, None] + tl.cumsum(a0, axis=1)) - (trail0[:, None] + tl.cumsum(b0, axis=1))
-        box1 = (lead1[:, None] + tl.cumsum(a1, axis=1)) - (trail1[:, None] + tl.cumsum(b1, axis=1))
-        lead0 += tl.sum(a0, axis=1)
-        lead1 += tl.sum(a1, axis=1)
-        trail0 += tl.sum(b0, axis=1)
-        trail1 += tl.sum(b1, axis=1)
+        # The window sum moves by (entering - leaving) value: one running sum per map.
+        d0 = (tl.load(src_ptr + p_lead, mask=m_lead, other=0.0)
+              - tl.load(src_ptr + p_trail, mask=m_trail, other=0.0))
+        d1 = (tl.load(src_ptr + p_lead + HW, mask=m_lead, other=0.0)
+              - tl.load(src_ptr + p_trail + HW, mask=m_trail, other=0.0))
+        run0 = box0[:, None] + tl.cumsum(d0, axis=1)
+        run1 = box1[:, None] + tl.cumsum(d1, axis=1)
+        # Carry the chunk's last value (read out as a masked sum: Triton 3.6 fails to compile
+        # a loop-carried ``acc += tl.sum(...)`` of float64 here).
+        box0 = tl.sum(tl.where(last, run0, 0.0), axis=1)
+        box1 = tl.sum(tl.where(last, run1, 0.0), axis=1)
         m_out = lmask[:, None] & ((e >= 0) & (e < L))[None, :]
         e_off = (e.to(tl.int64) * elem_stride)[None, :]
         if MODE == 0:
             p_out = src_base[:, None] + e_off
-            tl.store(dst_ptr + p_out, box0, mask=m_out)
-            tl.store(dst_ptr + p_out + HW, box1, mask=m_out)
+            tl.store(dst_ptr + p_out, run0, mask=m_out)
+            tl.store(dst_ptr + p_out + HW, run1, mask=m_out)
         elif MODE == 1:
             count = _window_count(e, L, lo, hi).to(tl.float64)[None, :] * other[:, None]
-            mean = box0 / count
-            var = tl.maximum(box1 / count - mean * mean, 0.0)
+            mean = run0 / count
+            var = tl.maximum(run1 / count - mean * mean, 0.0)
             rstd = 1.0 / tl.sqrt(var + eps)
             p_out = pix_base[:, None] + e_off
             tl.store(out0_ptr + p_out, mean.to(tl.float32), mask=m_out)
@@ -115,8 +116,8 @@ def _box_kernel(src_ptr, dst_ptr, mu_ptr, r_ptr, out0_ptr, out1_ptr,
             p_out = pix_base[:, None] + e_off
             mu = tl.load(mu_ptr + p_out, mask=m_out, other=0.0).to(tl.float64)
             r = tl.load(r_ptr + p_out, mask=m_out, other=1.0).to(tl.float64)
-            tl.store(out0_ptr + p_out, (box1 / r).to(tl.float32), mask=m_out)
-            tl.store(out1_ptr + p_out, (box0 + mu * box1).to(tl.float32), mask=m_out)
+            tl.store(out0_ptr + p_out, (run1 / r).to(tl.float32), mask=m_out)
+            tl.store(out1_ptr + p_out, (run0 + mu * run1).to(tl.float32), mask=m_out)
 
 
 @triton.jit
