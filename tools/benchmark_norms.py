@@ -181,6 +181,62 @@ def bench_mask_rcnn(reps: int, size: int) -> Optional[dict]:
                 ratio=t['lcn'] / t['gn'])
 
 
+def bench_torchvision_mask_rcnn(reps: int, size: int, device: str) -> Optional[dict]:
+    """torchvision's Mask R-CNN R50-FPN v2 training step (batch 2) with every BatchNorm
+    replaced by GroupNorm(32) or LCN(32 groups, window 63): the same step without mmcv's
+    compiled ops, so it also runs where only PyTorch and torchvision are installed (GPUs)."""
+    try:
+        import torchvision
+        from torchvision.ops.misc import FrozenBatchNorm2d
+    except ImportError as err:
+        print(f'  skipped torchvision Mask R-CNN step: {err}')
+        return None
+    from lcn_mm.layers import LCN
+
+    def swap(module: torch.nn.Module, make) -> int:
+        count = 0
+        for name, child in module.named_children():
+            if isinstance(child, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)):
+                setattr(module, name, make(child.weight.shape[0]))
+                count += 1
+            else:
+                count += swap(child, make)
+        return count
+
+    models, counts = {}, {}
+    for norm, make in (('gn', lambda c: torch.nn.GroupNorm(32, c)),
+                       ('lcn', lambda c: LCN(c, num_groups=32, window_size=63))):
+        torch.manual_seed(0)
+        model = torchvision.models.detection.maskrcnn_resnet50_fpn_v2(
+            weights=None, weights_backbone=None, num_classes=2, min_size=size, max_size=size)
+        counts[norm] = swap(model, make)
+        models[norm] = model.to(device).train()
+    models['lcn'].load_state_dict(models['gn'].state_dict())  # same weights
+    gen = torch.Generator().manual_seed(0)
+    images, targets = [], []
+    for _ in range(2):
+        boxes = torch.tensor([[40., 60., 200., 180.], [300., 250., 420., 400.],
+                              [100., 300., 180., 460.]]) * size / 512
+        masks = torch.zeros(3, size, size, dtype=torch.uint8)
+        for m, b in zip(masks, boxes.long()):
+            m[b[1]:b[3], b[0]:b[2]] = 1
+        images.append(torch.rand(3, size, size, generator=gen).to(device))
+        targets.append(dict(boxes=boxes.to(device), labels=torch.ones(3, dtype=torch.long,
+                                                                       device=device),
+                            masks=masks.to(device)))
+    sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+    steps = {}
+    for norm, model in models.items():
+        def run(model=model) -> None:
+            sum(model(images, targets).values()).backward()
+            model.zero_grad(set_to_none=True)
+            sync()
+        steps[norm] = run
+    t = compare(steps, reps)
+    return dict(size=size, lcn_layers=counts['lcn'], gn_step_s=t['gn'], lcn_step_s=t['lcn'],
+                ratio=t['lcn'] / t['gn'])
+
+
 def table(rows: List[dict], cols: List[Tuple[str, str, str]]) -> str:
     head = '| ' + ' | '.join(c[1] for c in cols) + ' |'
     sep = '|' + '|'.join('---' for _ in cols) + '|'
@@ -225,6 +281,9 @@ def main() -> None:
                     help='time the pure-PyTorch path instead of the fused kernels')
     ap.add_argument('--mask-rcnn', type=int, default=0, metavar='SIZE',
                     help='also time a Mask R-CNN R50-FPN training step at SIZExSIZE (0: skip)')
+    ap.add_argument('--tv-mask-rcnn', type=int, default=0, metavar='SIZE',
+                    help="also time torchvision's Mask R-CNN R50-FPN v2 step (BN swapped for "
+                         'GN or LCN) at SIZExSIZE; needs torchvision, not mmcv (0: skip)')
     ap.add_argument('--out', type=Path, help='folder for results.json, results.md, the plot')
     args = ap.parse_args()
 
@@ -259,6 +318,8 @@ def main() -> None:
         64, 32, [64, 128, 256, 512] if args.quick else [128, 256, 512, 1024], 31, args.reps,
         args.device, dtype)
     mrcnn = bench_mask_rcnn(max(2, args.reps // 2), args.mask_rcnn) if args.mask_rcnn else None
+    tv = (bench_torchvision_mask_rcnn(max(2, args.reps // 2), args.tv_mask_rcnn, args.device)
+          if args.tv_mask_rcnn else None)
 
     ms = '.3f' if args.device == 'cuda' else '.1f'  # GPU times are fractions of a ms
     md = [f'LCN path: {path}; {args.device} {args.dtype}; {machine}; torch {torch.__version__}; '
@@ -283,6 +344,10 @@ def main() -> None:
                f"{mrcnn['lcn_layers']} LCN layers: "
                f"GN {mrcnn['gn_step_s']:.2f} s, LCN {mrcnn['lcn_step_s']:.2f} s, "
                f"ratio {mrcnn['ratio']:.3f}"]
+    if tv:
+        md += ['', f"torchvision Mask R-CNN R50-FPN v2 training step, batch 2 at {tv['size']}px, "
+               f"{tv['lcn_layers']} norm layers swapped: GN {1e3 * tv['gn_step_s']:.1f} ms, "
+               f"LCN {1e3 * tv['lcn_step_s']:.1f} ms, ratio {tv['ratio']:.3f}"]
     text = '\n'.join(md)
     print()
     print(text)
@@ -291,7 +356,7 @@ def main() -> None:
         (args.out / 'results.md').write_text(text + '\n')
         (args.out / 'results.json').write_text(json.dumps(
             dict(machine=machine, path=path, argv=sys.argv[1:], shapes=rows, windows=wins,
-                 sizes=sizes, mask_rcnn=mrcnn), indent=1) + '\n')
+                 sizes=sizes, mask_rcnn=mrcnn, tv_mask_rcnn=tv), indent=1) + '\n')
         if sizes:
             plot(wins, sizes, args.out / 'lcn_time_vs_window_and_size.png')
     print(f'total benchmark time {time.perf_counter() - t0:.0f} s')
