@@ -60,7 +60,7 @@ def lcn_gpu(x, g, kh, kw, weight=None, bias=None):
         assert not gpu._failed, 'the Triton kernels failed and LCN fell back'
         return y
     window = window_of(x.shape[2], x.shape[3], kh, kw)
-    return _KernelLocalContextNorm.apply(gpu, x, weight, bias, g, window, 1e-5)
+    return _KernelLocalContextNorm.apply(gpu, x, weight, bias, g, window, 1e-5, True)
 
 
 CASES = [

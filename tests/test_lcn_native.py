@@ -60,3 +60,49 @@ def test_thread_count_does_not_change_results():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, two)
+
+
+def _saved_bytes(fn) -> int:
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_kept_statistics_give_the_recomputed_gradients(dtype, monkeypatch):
+    """Groups of 4+ channels keep (mu - K, rstd) for the backward pass; smaller ones, and a
+    forced recompute, must give the same gradients (bitwise in float64)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 13, 11, generator=gen, dtype=dtype) * 5 + 40
+    w, b = torch.randn(8, generator=gen, dtype=dtype), torch.randn(8, generator=gen, dtype=dtype)
+    gy = torch.randn(x.shape, generator=gen, dtype=dtype)
+
+    def grads():
+        inputs = [t.clone().requires_grad_(True) for t in (x, w, b)]
+        return torch.autograd.grad(local_context_norm(inputs[0], 2, (5, 4), *inputs[1:]),
+                                   inputs, gy)
+
+    kept = grads()
+    monkeypatch.setattr(native, 'KEEP_STATS_MIN_CPG', 10**9)  # recompute in the backward
+    recomputed = grads()
+    for a, r in zip(kept, recomputed):
+        if dtype == torch.float64:
+            assert torch.equal(a, r)
+        else:
+            torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('channels, groups, ratio', [(32, 4, 1.25), (16, 8, 1.0)])
+def test_saved_bytes_stay_within_one_and_a_half_groupnorm(channels, groups, ratio):
+    """cpg 8 keeps two maps (2/8 of x): 1.25x GroupNorm's saved bytes; cpg 2 recomputes: 1x."""
+    x = torch.randn(2, channels, 24, 20, requires_grad=True)
+    w = torch.ones(channels, requires_grad=True)
+    lcn = _saved_bytes(lambda: local_context_norm(x, groups, 7, w))
+    gn = _saved_bytes(lambda: torch.nn.functional.group_norm(x, groups, w))
+    assert lcn == pytest.approx(ratio * gn, rel=0.02)

@@ -94,9 +94,11 @@ def _common(x: Tensor, num_groups: int):
 
 
 def forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
-            window: Tuple[int, int, int, int], eps: float) -> Tuple[Tensor, Tensor, Tensor]:
+            window: Tuple[int, int, int, int], eps: float, keep_state: bool = True
+            ) -> Tuple[Tensor, Tensor, Tensor]:
     """``(y, mu - k, rstd)`` of a contiguous (N, C, H, W) tensor; the maps are float32
-    (N, G, H, W) and ``k`` is the per-group shift that the backward pass recomputes."""
+    (N, G, H, W) and ``k`` is the per-group shift that the backward pass recomputes. The
+    maps are computed in any case, so ``keep_state`` changes nothing here."""
     n, c, h, w, cpg, hw, grid, meta = _common(x, num_groups)
     lo_h, hi_h, lo_w, hi_w = window
     k = kernels()

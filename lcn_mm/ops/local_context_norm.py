@@ -299,15 +299,16 @@ class _KernelLocalContextNorm(torch.autograd.Function):
     (CUDA, Triton).
 
     A backend's ``forward`` returns ``(y, *state)`` and its ``backward`` takes that state
-    back. The CPU kernels keep no state (only ``x`` is saved, as GroupNorm does, and the
-    window statistics are recomputed); the GPU kernels keep the float32 ``mu - k`` and rstd
-    maps, ``2 / cpg`` of the input's float32 size.
+    back: besides ``x``, the maps of ``mu - K`` and rstd (``2 / cpg`` of x's size), which the
+    CPU kernels keep only for groups of 4+ channels (smaller groups recompute them, so that
+    the saved bytes stay within 1.5x GroupNorm's) and only when a backward pass can follow.
     """
 
     @staticmethod
     def forward(ctx, backend, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
-                num_groups: int, window: Tuple[int, int, int, int], eps: float) -> Tensor:
-        y, *state = backend.forward(x, weight, bias, num_groups, window, eps)
+                num_groups: int, window: Tuple[int, int, int, int], eps: float,
+                keep_state: bool) -> Tensor:
+        y, *state = backend.forward(x, weight, bias, num_groups, window, eps, keep_state)
         ctx.save_for_backward(x, weight, *state)
         ctx.backend, ctx.num_groups, ctx.window, ctx.eps = backend, num_groups, window, eps
         ctx.bias_dtype = bias.dtype if bias is not None else None
@@ -322,7 +323,11 @@ class _KernelLocalContextNorm(torch.autograd.Function):
                                           ctx.eps, need_x, need_w, need_b, *state)
         dw = dw.to(weight.dtype) if dw is not None else None
         db = db.to(ctx.bias_dtype) if db is not None else None
-        return None, dx, dw, db, None, None, None
+        return None, dx, dw, db, None, None, None, None
+
+
+def _needs_grad(*tensors: Optional[Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def _gpu_lcn(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
@@ -332,7 +337,7 @@ def _gpu_lcn(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_gr
         memory_format=torch.channels_last)
     try:
         y = _KernelLocalContextNorm.apply(gpu, x.contiguous(), weight, bias, num_groups,
-                                          window, eps)
+                                          window, eps, True)
     except torch.OutOfMemoryError:
         raise
     except Exception as err:  # a Triton compile/launch failure: warn once, then fall back
@@ -403,10 +408,9 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
         compute = x.to(_compute_dtype(x))
         if not detach_stats and native.supports(compute):
             y = _KernelLocalContextNorm.apply(native, compute, weight, bias, num_groups,
-                                              window, float(eps))
+                                              window, float(eps), _needs_grad(x, weight, bias))
             return y.to(x.dtype)
-        if not (torch.is_grad_enabled() and any(
-                t is not None and t.requires_grad for t in (x, weight, bias))):
+        if not _needs_grad(x, weight, bias):
             return _eager_forward(x, weight, bias, num_groups, window, float(eps), False)[0]
         return _LocalContextNorm.apply(x, weight, bias, num_groups, window, float(eps),
                                        bool(detach_stats))

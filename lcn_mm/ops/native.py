@@ -24,7 +24,7 @@ from torch import Tensor
 
 _SOURCE = Path(__file__).with_name('csrc') / 'lcn_cpu.cpp'
 _FLAGS = ['-O3', '-march=native', '-fno-math-errno', '-fopenmp', '-shared', '-fPIC', '-std=c++17']
-_ABI_VERSION = 2  # must match lcn_abi_version() in the source: the argument lists below
+_ABI_VERSION = 3  # must match lcn_abi_version() in the source: the argument lists below
 _lib: Optional[ctypes.CDLL] = None
 _load_failed = False
 
@@ -69,10 +69,10 @@ def _declare(lib: ctypes.CDLL) -> None:
                            '(source and loader out of sync)')
     for suffix in ('f32', 'f64'):
         fwd = getattr(lib, f'lcn_forward_{suffix}')
-        fwd.argtypes = [_ptr] * 4 + [_i64] * 9 + [_dbl, _int]
+        fwd.argtypes = [_ptr] * 6 + [_i64] * 9 + [_dbl, _int]
         fwd.restype = None
         bwd = getattr(lib, f'lcn_backward_{suffix}')
-        bwd.argtypes = [_ptr] * 6 + [_i64] * 9 + [_dbl, _int]
+        bwd.argtypes = [_ptr] * 8 + [_i64] * 9 + [_dbl, _int]
         bwd.restype = None
 
 
@@ -109,25 +109,37 @@ def _p(t: Optional[Tensor]) -> Optional[int]:
     return None if t is None else t.data_ptr()
 
 
+#: Smallest group size whose statistics the forward pass keeps for the backward pass: the two
+#: maps cost 2/cpg of x (at most 1.5x GroupNorm's saved bytes); smaller groups recompute them.
+KEEP_STATS_MIN_CPG = 4
+
+
 def forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
-            window: Tuple[int, int, int, int], eps: float) -> Tuple[Tensor]:
-    """``(y,)``: LCN of a contiguous float32/float64 CPU tensor (no state for the backward);
-    ``window = (lo_h, hi_h, lo_w, hi_w)``."""
+            window: Tuple[int, int, int, int], eps: float, keep_state: bool = False
+            ) -> Tuple[Tensor, ...]:
+    """``(y, *state)``: LCN of a contiguous float32/float64 CPU tensor;
+    ``window = (lo_h, hi_h, lo_w, hi_w)``. With ``keep_state`` and groups of at least
+    ``KEEP_STATS_MIN_CPG`` channels, ``state`` is the (N, G, H, W) maps of mu - K and rstd
+    (in x's dtype), which spare the backward pass recomputing the window statistics."""
     n, c, h, w = x.shape
     y = torch.empty_like(x)
+    keep = keep_state and c // num_groups >= KEEP_STATS_MIN_CPG
+    mu = x.new_empty((n, num_groups, h, w)) if keep else None
+    rstd = torch.empty_like(mu) if keep else None
     weight = None if weight is None else weight.detach().to(x.dtype).contiguous()
     bias = None if bias is None else bias.detach().to(x.dtype).contiguous()
     fn = library().lcn_forward_f32 if x.dtype == torch.float32 else library().lcn_forward_f64
-    fn(_p(x), _p(weight), _p(bias), _p(y), n, num_groups, c // num_groups, h, w, *window, eps,
-       torch.get_num_threads())
-    return (y,)
+    fn(_p(x), _p(weight), _p(bias), _p(y), _p(mu), _p(rstd), n, num_groups, c // num_groups,
+       h, w, *window, eps, torch.get_num_threads())
+    return (y, mu, rstd) if keep else (y,)
 
 
 def backward(x: Tensor, grad_out: Tensor, weight: Optional[Tensor], num_groups: int,
              window: Tuple[int, int, int, int], eps: float, need_x: bool, need_w: bool,
-             need_b: bool) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
-    """Gradients for x, weight and bias (float64 sums for the latter two); the window
-    statistics are recomputed from ``x``, so nothing else needs saving."""
+             need_b: bool, mu: Optional[Tensor] = None, rstd: Optional[Tensor] = None
+             ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """Gradients for x, weight and bias (float64 sums for the latter two), from the maps
+    ``forward`` kept or, without them, from window statistics recomputed from ``x``."""
     n, c, h, w = x.shape
     dy = grad_out.to(x.dtype).contiguous()
     dx = torch.empty_like(x) if need_x else None
@@ -135,8 +147,8 @@ def backward(x: Tensor, grad_out: Tensor, weight: Optional[Tensor], num_groups: 
     db_part = x.new_empty((n, c), dtype=torch.float64) if need_b else None
     w_cast = None if weight is None else weight.detach().to(x.dtype).contiguous()
     fn = library().lcn_backward_f32 if x.dtype == torch.float32 else library().lcn_backward_f64
-    fn(_p(x), _p(dy), _p(w_cast), _p(dx), _p(dw_part), _p(db_part), n, num_groups,
-       c // num_groups, h, w, *window, eps, torch.get_num_threads())
+    fn(_p(x), _p(dy), _p(w_cast), _p(mu), _p(rstd), _p(dx), _p(dw_part), _p(db_part), n,
+       num_groups, c // num_groups, h, w, *window, eps, torch.get_num_threads())
     dw = dw_part.sum(0) if dw_part is not None else None
     db = db_part.sum(0) if db_part is not None else None
     return dx, dw, db

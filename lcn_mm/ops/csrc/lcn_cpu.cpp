@@ -9,7 +9,8 @@
 //             shift K, box sums of (m - K) and (M2/cpg + (m - K)^2) with running sums along H
 //             then W (double; O(1) per pixel whatever the window), then mu - K and rstd.
 //   forward:  statistics, then y = (x - mu) * rstd * weight + bias.
-//   backward: statistics again (nothing but x is saved, as for GroupNorm), then
+//   backward: the statistics saved by the forward pass (T maps of mu - K and rstd, 2/cpg of
+//             x) or, when none were saved, the statistics again from x; then
 //             A = sum_c w*dy, B = sum_c w*dy*xhat per pixel (and per-channel dw/db partials),
 //             beta = -r^2 B / n, alpha = -r A / n - (mu - K) beta, their box sums over the
 //             reflected window, dx = w*dy*r + box(alpha) + (x - K) * box(beta).
@@ -126,13 +127,18 @@ constexpr int64_t kTile = 512;
 // it must be known before the squares are formed. Deterministic, so the backward pass
 // recomputes the statistics instead of saving them (LCN then saves what GroupNorm saves).
 template <typename T>
+double plane_shift(const T* xp, int64_t cpg, int64_t HW) {
+  double k = 0.0;
+  for (int64_t c = 0; c < cpg; ++c) k += static_cast<double>(xp[c * HW]);
+  return static_cast<double>(static_cast<T>(k / static_cast<double>(cpg)));
+}
+
+template <typename T>
 double plane_stats(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h,
                    int64_t lo_w, int64_t hi_w, double eps, Scratch& s) {
   const int64_t HW = H * W;
   const double inv_cpg = 1.0 / static_cast<double>(cpg);
-  double k = 0.0;
-  for (int64_t c = 0; c < cpg; ++c) k += static_cast<double>(xp[c * HW]);
-  k = static_cast<double>(static_cast<T>(k * inv_cpg));
+  const double k = plane_shift(xp, cpg, HW);
   // Per pixel, one pass over the channels (shifted by channel 0 at that pixel):
   // a = m - K and b = M2 / cpg + a^2, the two maps to box-filter.
   double* a = s.a.data();
@@ -178,7 +184,8 @@ double plane_stats(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h,
 }
 
 template <typename T>
-void forward_impl(const T* x, const T* weight, const T* bias, T* y, int64_t N, int64_t G,
+void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_out, T* rstd_out,
+                  int64_t N, int64_t G,
                   int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w,
                   int64_t hi_w, double eps, int nthreads) {
   const int64_t HW = H * W, planes = N * G;
@@ -195,6 +202,14 @@ void forward_impl(const T* x, const T* weight, const T* bias, T* y, int64_t N, i
       // Normalize in the input precision (as GroupNorm does).
       const double* mu = s.a.data();
       const double* rs = s.b.data();
+      if (mu_out) {  // for the backward pass, in the precision the normalization uses
+        T* mo = mu_out + plane * HW;
+        T* ro = rstd_out + plane * HW;
+        for (int64_t p = 0; p < HW; ++p) {
+          mo[p] = static_cast<T>(mu[p]);
+          ro[p] = static_cast<T>(rs[p]);
+        }
+      }
       for (int64_t p0 = 0; p0 < HW; p0 += kTile) {
         const int64_t len = std::min(kTile, HW - p0);
         for (int64_t c = 0; c < cpg; ++c) {
@@ -215,7 +230,8 @@ void forward_impl(const T* x, const T* weight, const T* bias, T* y, int64_t N, i
 }
 
 template <typename T>
-void backward_impl(const T* x, const T* dy, const T* weight, T* dx, double* dw_part,
+void backward_impl(const T* x, const T* dy, const T* weight, const T* mu_in, const T* rstd_in,
+                   T* dx, double* dw_part,
                    double* db_part, int64_t N, int64_t G, int64_t cpg, int64_t H, int64_t W,
                    int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w, double eps,
                    int nthreads) {
@@ -230,7 +246,18 @@ void backward_impl(const T* x, const T* dy, const T* weight, T* dx, double* dw_p
       const int64_t n = plane / G, g = plane % G;
       const T* xp = x + plane * cpg * HW;
       const T* dyp = dy + plane * cpg * HW;
-      const double k = plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s);
+      double k;
+      if (mu_in) {  // saved by the forward pass
+        k = plane_shift(xp, cpg, HW);
+        const T* mi = mu_in + plane * HW;
+        const T* ri = rstd_in + plane * HW;
+        for (int64_t p = 0; p < HW; ++p) {
+          s.a[p] = static_cast<double>(mi[p]);
+          s.b[p] = static_cast<double>(ri[p]);
+        }
+      } else {
+        k = plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s);
+      }
       const T kt = static_cast<T>(k);
       const double* mu = s.a.data();  // mu - K
       const double* rs = s.b.data();
@@ -322,22 +349,23 @@ void backward_impl(const T* x, const T* dy, const T* weight, T* dx, double* dw_p
 
 extern "C" {
 
-int lcn_abi_version() { return 2; }
+int lcn_abi_version() { return 3; }
 
 #define LCN_DEFINE(SUFFIX, T)                                                                 \
-  void lcn_forward_##SUFFIX(const T* x, const T* weight, const T* bias, T* y, int64_t N,      \
-                            int64_t G, int64_t cpg, int64_t H, int64_t W, int64_t lo_h,        \
-                            int64_t hi_h, int64_t lo_w, int64_t hi_w, double eps,              \
-                            int nthreads) {                                                    \
-    forward_impl<T>(x, weight, bias, y, N, G, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps,         \
-                    nthreads);                                                                 \
+  void lcn_forward_##SUFFIX(const T* x, const T* weight, const T* bias, T* y, T* mu_out,     \
+                            T* rstd_out, int64_t N, int64_t G, int64_t cpg, int64_t H,         \
+                            int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w, \
+                            double eps, int nthreads) {                                        \
+    forward_impl<T>(x, weight, bias, y, mu_out, rstd_out, N, G, cpg, H, W, lo_h, hi_h, lo_w,  \
+                    hi_w, eps, nthreads);                                                      \
   }                                                                                            \
-  void lcn_backward_##SUFFIX(const T* x, const T* dy, const T* weight, T* dx, double* dw_part, \
-                             double* db_part, int64_t N, int64_t G, int64_t cpg, int64_t H,    \
-                             int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w,              \
-                             int64_t hi_w, double eps, int nthreads) {                         \
-    backward_impl<T>(x, dy, weight, dx, dw_part, db_part, N, G, cpg, H, W, lo_h, hi_h, lo_w,  \
-                     hi_w, eps, nthreads);                                                     \
+  void lcn_backward_##SUFFIX(const T* x, const T* dy, const T* weight, const T* mu_in,        \
+                             const T* rstd_in, T* dx, double* dw_part, double* db_part,        \
+                             int64_t N, int64_t G, int64_t cpg, int64_t H, int64_t W,          \
+                             int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w,           \
+                             double eps, int nthreads) {                                       \
+    backward_impl<T>(x, dy, weight, mu_in, rstd_in, dx, dw_part, db_part, N, G, cpg, H, W,    \
+                     lo_h, hi_h, lo_w, hi_w, eps, nthreads);                                   \
   }
 
 LCN_DEFINE(f32, float)
