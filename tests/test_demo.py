@@ -11,8 +11,8 @@ import torch
 import lcn_mm  # noqa: F401
 from lcn_mm.demo import NORMS, TASKS
 from lcn_mm.demo.demo import format_demo_table, plot_demo, run_task
-from lcn_mm.demo.study import (append_result, batch_size_table, load_results, make_spec,
-                               mean_std, norm_table, plot_study, run_key, run_specs)
+from lcn_mm.demo.study import (append_result, batch_size_table, batch_size_tasks, load_results,
+                               make_spec, mean_std, norm_table, plot_study, run_key, run_specs)
 from lcn_mm.demo.tasks import DEMO_TASKS, REPO_ROOT, all_background_miou
 from lcn_mm.utils.norm_swap import norm_layer_summary
 from lcn_mm.utils.smoke import build_model
@@ -84,6 +84,7 @@ def test_study_table_from_results_file(tmp_path: Path) -> None:
     assert lines[-1] == '| LCN | not run | not run | 61.0 ± 1.4 (n=2) |'
     assert [line.split(' |')[0] for line in lines[2:]] == [
         '| BN', '| GN', '| IN', '| LN', '| PN', '| LCN']
+    assert batch_size_tasks(records) == ['seg']  # GN det runs are all at batch 4
     bs = batch_size_table(records, 'seg').splitlines()
     assert bs[2] == '| BN | 40.0 (n=1) | not run | 55.5 (n=1) |'
     assert bs[-1] == '| LCN | 61.0 (n=1) | not run | 61.0 ± 1.4 (n=2) |'

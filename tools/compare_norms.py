@@ -22,8 +22,9 @@ from pathlib import Path
 
 import lcn_mm  # noqa: F401
 from lcn_mm.demo import TASKS
-from lcn_mm.demo.study import (NORM_ORDER, batch_size_table, load_results, make_spec,
-                               norm_table, plot_study, run_specs, sweep_table, transfer_table)
+from lcn_mm.demo.study import (NORM_ORDER, batch_size_table, batch_size_tasks, load_results,
+                               make_spec, norm_table, plot_study, run_specs, sweep_table,
+                               transfer_table)
 from lcn_mm.demo.transfer import run_transfer
 
 ROADS = 'configs/demo/fpn_r18_lcn_spacenet-seg-roads.py'
@@ -76,9 +77,12 @@ def main(argv=None) -> int:
             run_specs(specs, args.results, args.work_root, threads=args.threads)
 
     records = load_results(args.results)
+    batch_sections = []
+    for task in batch_size_tasks(records):
+        batch_sections += [f'## Batch size ({TASKS[task].title})',
+                           batch_size_table(records, task)]
     report = '\n\n'.join([
-        '## Norms (batch 4)', norm_table(records),
-        '## Batch size (semantic segmentation)', batch_size_table(records, 'seg'),
+        '## Norms (batch 4)', norm_table(records), *batch_sections,
         '## LCN window sweep', sweep_table(records),
         '## GN -> LCN transfer', transfer_table(records)])
     out = Path(args.out_dir)

@@ -174,6 +174,12 @@ def norm_table(records: list[dict], batch_size: int = REF_BATCH) -> str:
     return '\n'.join(lines)
 
 
+def batch_size_tasks(records: list[dict]) -> list[str]:
+    """Tasks of the norm columns with study runs at more than one batch size."""
+    return [t for t, _ in COLUMNS if len({r['batch_size'] for r in records
+                                          if r['task'] == t and not r.get('tag')}) > 1]
+
+
 def batch_size_table(records: list[dict], task: str = 'seg',
                      batch_sizes: Iterable[int] = (1, 2, 4)) -> str:
     """The task's headline metric per norm and batch size (mean ± std over seeds)."""
@@ -261,8 +267,7 @@ def plot_study(records: list[dict], out_dir: str, batch_size: int = REF_BATCH) -
         fig.savefig(out / 'norms.png', dpi=100)
         plt.close(fig)
         written.append(str(out / 'norms.png'))
-    tasks = [t for t, _ in COLUMNS if len({r['batch_size'] for r in records
-                                           if r['task'] == t and not r.get('tag')}) > 1]
+    tasks = batch_size_tasks(records)
     if tasks:
         fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
         for ax, task in zip(axes[0], tasks):
