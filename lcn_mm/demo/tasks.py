@@ -51,7 +51,7 @@ TASKS: dict[str, Task] = {
                  'configs/demo/mask-rcnn_r18_fpn64_lcn_spacenet-buildings.py',
                  {'coco/bbox_mAP': 'bbox mAP', 'coco/segm_mAP': 'mask mAP',
                   'coco/segm_mAP_50': 'mask AP50'},
-                 iters=200, batch_size=4, baseline='untrained', study_iters=120),
+                 iters=600, batch_size=4, baseline='untrained', study_iters=120),
     'seg': Task('seg', 'SpaceNet building segmentation (Semantic FPN R18)',
                 'configs/demo/fpn_r18_lcn_spacenet-seg-buildings.py',
                 {'mIoU': 'mIoU'}, iters=150, batch_size=4, baseline='all_background',
