@@ -27,6 +27,9 @@ __all__ = ['COLUMNS', 'NORM_ORDER', 'make_spec', 'run_key', 'load_results', 'app
 #: Columns of the main table: (task, metric label in %) — tree bbox mAP, building mask mAP,
 #: building mIoU.
 COLUMNS = [('det', 'bbox mAP'), ('inst', 'mask mAP'), ('seg', 'mIoU')]
+#: One colour per norm in every plot (LCN red).
+NORM_COLORS = {'BN': 'tab:blue', 'GN': 'tab:orange', 'IN': 'tab:green', 'LN': 'tab:purple',
+               'PN': 'tab:gray', 'LCN': 'tab:red'}
 NORM_ORDER = list(NORMS)  # BN GN IN LN PN LCN
 REF_BATCH = 4
 
@@ -279,7 +282,8 @@ def plot_study(records: list[dict], out_dir: str, batch_size: int = REF_BATCH) -
                     if vals:
                         pts.append((b, sum(vals) / len(vals)))
                 if len(pts) > 1:
-                    ax.plot(*zip(*pts), 'o-', label=norm, lw=2.5 if norm == 'LCN' else 1.2)
+                    ax.plot(*zip(*pts), 'o-', label=norm, color=NORM_COLORS[norm],
+                            lw=2.5 if norm == 'LCN' else 1.2)
             ax.set_xscale('log', base=2)
             ax.set_xlabel('training batch size (same images seen)')
             ax.set_ylabel(f'{metric} (val)')
