@@ -19,7 +19,7 @@ if not CUDA:
 triton = pytest.importorskip('triton', reason='Triton is not installed (pip install triton)')
 
 from lcn_mm.ops import gpu, local_context_norm  # noqa: E402
-from lcn_mm.ops.local_context_norm import _KernelLocalContextNorm  # noqa: E402
+from lcn_mm.ops.local_context_norm import _KernelLocalContextNorm, window_reach  # noqa: E402
 
 from lcn_mm.ops.reference import adversarial_maps as _adversarial_maps  # noqa: E402
 from lcn_mm.ops.reference import reference_lcn  # noqa: E402
@@ -47,11 +47,6 @@ if not CUDA:
     _patch_interpreter_for_numpy2()
 
 
-def window_of(h: int, w: int, kh: int, kw: int):
-    lo_h, hi_h, lo_w, hi_w = (kh - 1) // 2, kh // 2, (kw - 1) // 2, kw // 2
-    return min(lo_h, h - 1), min(hi_h, h - 1), min(lo_w, w - 1), min(hi_w, w - 1)
-
-
 def lcn_gpu(x, g, kh, kw, weight=None, bias=None):
     """LCN through the Triton kernels: the public op on CUDA, the kernels directly otherwise."""
     if CUDA:
@@ -59,7 +54,7 @@ def lcn_gpu(x, g, kh, kw, weight=None, bias=None):
         y = local_context_norm(x, g, (kh, kw), weight, bias)
         assert not gpu._failed, 'the Triton kernels failed and LCN fell back'
         return y
-    window = window_of(x.shape[2], x.shape[3], kh, kw)
+    window = window_reach(x.shape[2], x.shape[3], kh, kw)
     return _KernelLocalContextNorm.apply(gpu, x, weight, bias, g, window, 1e-5, True)
 
 

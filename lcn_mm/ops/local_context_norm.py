@@ -58,6 +58,14 @@ def normalize_window_size(window_size: WindowSize) -> Tuple[int, int]:
     return pair[0], pair[1]
 
 
+def window_reach(h: int, w: int, kh: int, kw: int) -> Tuple[int, int, int, int]:
+    """``(lo_h, hi_h, lo_w, hi_w)``: rows ``i - lo_h .. i + hi_h`` (and columns alike) of a
+    centred kh x kw window, the reach clipped to the map (larger reaches select the same
+    pixels)."""
+    return (min((kh - 1) // 2, h - 1), min(kh // 2, h - 1),
+            min((kw - 1) // 2, w - 1), min(kw // 2, w - 1))
+
+
 def _check_args(x: Tensor, num_groups: int, weight: Optional[Tensor],
                 bias: Optional[Tensor], eps: float) -> None:
     if x.dim() != 4:
@@ -395,10 +403,7 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
             # Every clipped window is the whole map: exactly GroupNorm (population variance).
             # (F.group_norm refuses groups of one value; the paths below give x - mean = 0.)
             return _group_norm(x, num_groups, weight, bias, eps)
-        window = ((kh - 1) // 2, kh // 2, (kw - 1) // 2, kw // 2)
-        # Clip the reach to the map: larger reaches select the same pixels.
-        window = (min(window[0], h - 1), min(window[1], h - 1),
-                  min(window[2], w - 1), min(window[3], w - 1))
+        window = window_reach(h, w, kh, kw)
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()  # e.g. a strided slice: both paths need a group-splittable view
         if not detach_stats and gpu.supports(x):

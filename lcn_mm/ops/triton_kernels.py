@@ -4,9 +4,9 @@ Layout: ``x`` is contiguous (N, C, H, W); one (n, g) "plane" is the ``cpg`` cons
 channel maps of a group. Forward and backward each read the full tensor as GroupNorm does
 (forward: 1 read for the statistics, 1 read + 1 write to normalize; backward: 2 reads for
 the per-pixel sums, 2 reads + 1 write for dx); everything else touches per-group maps,
-``cpg`` times smaller. Window sums are separable clipped box sums computed as the difference
-of a leading and a trailing running prefix sum in float64 (after a per-group shift), so the
-cost does not depend on the window and ``E[x^2] - E[x]^2`` does not cancel.
+``cpg`` times smaller. Window sums are separable clipped box sums, each a running sum of
+(value entering - value leaving the window) in float64 after a per-group shift, so the cost
+does not depend on the window and ``E[x^2] - E[x]^2`` does not cancel.
 """
 from __future__ import annotations
 
