@@ -55,7 +55,7 @@ def run_task(name: str, work_dir: Path, norm_cfg: Optional[dict] = None,
                          baseline=base, baseline_name=bl_name, norm=dict(norm),
                          iters=cfg.train_cfg.max_iters,
                          batch_size=cfg.train_dataloader.batch_size, wall_s=wall,
-                         headline=label == list(task.metrics.values())[0] or label == 'mask mAP',
+                         headline=label in task.headline_metrics,
                          beats=value >= base + MARGIN))
     return rows
 

@@ -7,14 +7,19 @@ data_root = 'data/spacenet_buildings/'
 metainfo = dict(classes=('building', ), palette=[(220, 20, 60)])
 backend_args = None
 
+# Buildings are 10-50 px across at 0.5 m: images are upsampled x2 (train and test), so that
+# stride-4 features and 28x28 mask targets resolve them; training crops 256 px of the x2 tile
+# (a quarter of it), so a step costs what it did at x1.
 # Augmentation: the train split holds only 33 distinct buildings (tiles overlap), and a
 # from-scratch Mask R-CNN memorises them (train mAP ~100, val 0 after 900 iterations without
-# it; docs/results.md). Scale jitter (+-25 %, cropped back to 256 px) and all 8 symmetries of
-# the square (overhead imagery has no "up": flips + RandomTranspose from lcn_mm.datasets).
+# it; docs/results.md). Scale jitter (+-25 %) and all 8 symmetries of the square (overhead
+# imagery has no "up": flips + RandomTranspose from lcn_mm.datasets).
+upscale = 2
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='RandomResize', scale=(256, 256), ratio_range=(0.8, 1.25), keep_ratio=True),
+    dict(type='RandomResize', scale=(256 * upscale, 256 * upscale), ratio_range=(0.8, 1.25),
+         keep_ratio=True),
     dict(type='RandomCrop', crop_size=(256, 256), recompute_bbox=True),
     # drop buildings the crop cut to slivers (degenerate boxes give non-finite box targets)
     dict(type='FilterAnnotations', min_gt_bbox_wh=(2, 2), keep_empty=False),
@@ -25,7 +30,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale_factor=1.0, keep_ratio=True),
+    dict(type='Resize', scale_factor=float(upscale), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',
