@@ -60,8 +60,9 @@ def test_every_study_norm_reaches_every_layer(norm: str) -> None:
 
 
 def _fake(task: str, norm: str, seed: int, batch: int, value: float) -> dict:
-    metric = {'det': 'bbox mAP', 'inst': 'mask mAP', 'seg': 'mIoU'}[task]
-    return dict(make_spec(task, norm, seed=seed, batch_size=batch), metrics={metric: value})
+    metrics = {'det': ['bbox mAP'], 'inst': ['bbox mAP', 'mask mAP'], 'seg': ['mIoU']}[task]
+    return dict(make_spec(task, norm, seed=seed, batch_size=batch),
+                metrics={m: value for m in metrics})
 
 
 def test_study_table_from_results_file(tmp_path: Path) -> None:
@@ -78,10 +79,11 @@ def test_study_table_from_results_file(tmp_path: Path) -> None:
     assert len(records) == 8
     lines = norm_table(records).splitlines()
     assert lines[0] == ('| norm | NEON tree detection: bbox mAP | SpaceNet building instances: '
-                        'mask mAP | SpaceNet building segmentation: mIoU |')
-    assert lines[2] == '| BN | not run | not run | 55.5 (n=1) |'
-    assert lines[3] == '| GN | 12.0 ± 2.0 (n=3) | not run | not run |'
-    assert lines[-1] == '| LCN | not run | not run | 61.0 ± 1.4 (n=2) |'
+                        'bbox mAP | SpaceNet building instances: mask mAP | '
+                        'SpaceNet building segmentation: mIoU |')
+    assert lines[2] == '| BN | not run | not run | not run | 55.5 (n=1) |'
+    assert lines[3] == '| GN | 12.0 ± 2.0 (n=3) | not run | not run | not run |'
+    assert lines[-1] == '| LCN | not run | not run | not run | 61.0 ± 1.4 (n=2) |'
     assert [line.split(' |')[0] for line in lines[2:]] == [
         '| BN', '| GN', '| IN', '| LN', '| PN', '| LCN']
     assert batch_size_tasks(records) == ['seg']  # GN det runs are all at batch 4

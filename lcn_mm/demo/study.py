@@ -20,13 +20,15 @@ from typing import Iterable, Optional
 from .run import prepare_cfg, train_and_evaluate
 from .tasks import NORMS, REPO_ROOT, TASKS, norm_cfg_for
 
-__all__ = ['COLUMNS', 'NORM_ORDER', 'make_spec', 'run_key', 'load_results', 'append_result',
+__all__ = ['COLUMNS', 'TASK_METRIC', 'NORM_ORDER', 'make_spec', 'run_key', 'load_results', 'append_result',
            'run_spec', 'run_specs', 'norm_table', 'batch_size_table', 'sweep_table',
            'transfer_table', 'plot_study', 'mean_std']
 
-#: Columns of the main table: (task, metric label in %) — tree bbox mAP, building mask mAP,
-#: building mIoU.
-COLUMNS = [('det', 'bbox mAP'), ('inst', 'mask mAP'), ('seg', 'mIoU')]
+#: Columns of the main table: (task, metric label in %) — tree bbox mAP, building bbox and
+#: mask mAP, building mIoU.
+COLUMNS = [('det', 'bbox mAP'), ('inst', 'bbox mAP'), ('inst', 'mask mAP'), ('seg', 'mIoU')]
+#: One metric per task for batch-size tables/plots, sweeps and transfer runs.
+TASK_METRIC = {'det': 'bbox mAP', 'inst': 'mask mAP', 'seg': 'mIoU', 'roads': 'mIoU'}
 #: One colour per norm in every plot (LCN red).
 NORM_COLORS = {'BN': 'tab:blue', 'GN': 'tab:orange', 'IN': 'tab:green', 'LN': 'tab:purple',
                'PN': 'tab:gray', 'LCN': 'tab:red'}
@@ -179,14 +181,14 @@ def norm_table(records: list[dict], batch_size: int = REF_BATCH) -> str:
 
 def batch_size_tasks(records: list[dict]) -> list[str]:
     """Tasks of the norm columns with study runs at more than one batch size."""
-    return [t for t, _ in COLUMNS if len({r['batch_size'] for r in records
-                                          if r['task'] == t and not r.get('tag')}) > 1]
+    return [t for t in dict.fromkeys(t for t, _ in COLUMNS)
+            if len({r['batch_size'] for r in records if r['task'] == t and not r.get('tag')}) > 1]
 
 
 def batch_size_table(records: list[dict], task: str = 'seg',
                      batch_sizes: Iterable[int] = (1, 2, 4)) -> str:
     """The task's headline metric per norm and batch size (mean ± std over seeds)."""
-    metric = TASKS[task].metrics[next(iter(TASKS[task].metrics))]
+    metric = TASK_METRIC[task]
     batch_sizes = list(batch_sizes)
     lines = ['| norm | ' + ' | '.join(f'batch {b}' for b in batch_sizes) + ' |',
              '|---|' + '---:|' * len(batch_sizes)]
@@ -210,7 +212,7 @@ def sweep_table(records: list[dict], tag: str = 'sweep') -> str:
     for (task, config, w, g, iters), recs in sorted(
             rows.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0, kv[0][3] or 0,
                                           kv[0][4])):
-        metric = 'mIoU' if task in ('seg', 'roads') else dict(COLUMNS)[task]
+        metric = TASK_METRIC[task]
         lines.append(f'| `{Path(config).name}` | {w} | {g} | {iters} x '
                      f'{recs[0]["batch_size"]} | '
                      f'{mean_std([r["metrics"][metric] for r in recs])} {metric} |')
@@ -224,7 +226,7 @@ def transfer_table(records: list[dict]) -> str:
     for r in records:
         if r.get('tag') != 'transfer':
             continue
-        metric = dict(COLUMNS)[r['task']]
+        metric = TASK_METRIC[r['task']]
         before = r.get('before', {}).get(metric)
         src = r.get('source', {}).get('metrics', {}).get(metric)
         w = r['norm_cfg'].get('window_size')
@@ -274,7 +276,7 @@ def plot_study(records: list[dict], out_dir: str, batch_size: int = REF_BATCH) -
     if tasks:
         fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
         for ax, task in zip(axes[0], tasks):
-            metric = dict(COLUMNS)[task]
+            metric = TASK_METRIC[task]
             for norm in NORM_ORDER:
                 pts = []
                 for b in sorted({r['batch_size'] for r in records}):
