@@ -20,9 +20,9 @@ from typing import Iterable, Optional
 from .run import prepare_cfg, train_and_evaluate
 from .tasks import NORMS, REPO_ROOT, TASKS, norm_cfg_for
 
-__all__ = ['COLUMNS', 'TASK_METRIC', 'NORM_ORDER', 'make_spec', 'run_key', 'load_results', 'append_result',
-           'run_spec', 'run_specs', 'norm_table', 'batch_size_table', 'sweep_table',
-           'transfer_table', 'plot_study', 'mean_std']
+__all__ = ['COLUMNS', 'TASK_METRIC', 'NORM_ORDER', 'make_spec', 'run_key', 'load_results',
+           'append_result', 'run_spec', 'run_specs', 'norm_table', 'batch_size_table',
+           'sweep_table', 'transfer_table', 'plot_study', 'mean_std']
 
 #: Columns of the main table: (task, metric label in %) — tree bbox mAP, building bbox and
 #: mask mAP, building mIoU.

@@ -29,7 +29,7 @@ class Task:
         iters: training iterations of ``make demo`` (at ``batch_size``).
         batch_size: training batch size of ``make demo``.
         study_iters: iterations at batch 4 of a ``tools/compare_norms.py`` run (shorter than
-            the demo's, so that many runs fit).
+            the demo's where the task learns within that, so that many runs fit).
         baseline: ``'untrained'`` (evaluate the freshly initialised model before training) or
             ``'all_background'`` (mIoU of predicting background everywhere, from the labels).
     """
@@ -73,7 +73,7 @@ TASKS: dict[str, Task] = {
 DEMO_TASKS = ['det', 'inst', 'roads']
 
 #: The norms of the study: name -> norm_cfg (IN with affine, LN over C,H,W, GN/LCN 16 groups,
-#: which divide every width of the demo models: 64 ... 512).
+#: which divide every width of the demo models: 32 ... 512).
 NORMS: dict[str, dict] = {
     'BN': dict(type='BN', requires_grad=True),
     'GN': dict(type='GN', num_groups=16, requires_grad=True),

@@ -7,7 +7,7 @@ _base_ = ['../../_base_/custom_imports.py']
 # (lcn_mm.utils.swap_norms), which rewrites every norm dict of the built config.
 # window 7 (feature pixels): ~28 image px at stride 4 (64x64 maps on 256-px tiles), ~224 px at
 # stride 32 (8x8 maps, nearly GN there). Chosen from 7 / 15 / 31 by the sweep on the roads val
-# split (docs/results.md); 16 groups divide every width of the demo models (64 ... 512).
+# split (docs/results.md); 16 groups divide every width of the demo models (32 ... 512).
 norm_cfg = dict(type='LCN', num_groups=16, window_size=7)
 
 max_iters = 100
