@@ -28,10 +28,10 @@ $(ENV_STAMP): $(ENV_INPUTS)
 	PYTHON=$(PYTHON) VENV=$(abspath $(VENV)) bash tools/setup_env.sh $@
 
 test: env
-	$(VPY) -m pytest tests/ $(PYTEST_ARGS)
+	$(VPY) -m pytest tests/ projects/aerial_demo/tests/ $(PYTEST_ARGS)
 
 demo: env
-	$(VPY) tools/demo.py $(DEMO_ARGS)
+	$(VPY) projects/aerial_demo/tools/demo.py $(DEMO_ARGS)
 
 clean-env:
 	rm -rf $(VENV)

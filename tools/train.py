@@ -12,10 +12,12 @@ import os
 import os.path as osp
 
 import lcn_mm  # noqa: F401  registers LCN/PN/LNCHW, even for configs without custom_imports
-from lcn_mm.utils.cli import (add_norm_args, apply_amp, apply_norm_args, build_runner,
-                              load_config, log_norm_summary, setup_scope, use_atomic_checkpoints)
-from lcn_mm.utils.dist import prepare_cpu_distributed
-from lcn_mm.utils.errors import check_norm_types, run_cli
+from lcn_mm.apis.cli import (add_norm_args, apply_amp, apply_norm_args, build_runner,
+                             log_norm_summary, use_atomic_checkpoints)
+from lcn_mm.apis.config import (check_norm_types, ensure_custom_imports, load_config,
+                                setup_scope)
+from lcn_mm.apis.errors import run_cli
+from lcn_mm.engine.dist import prepare_cpu_distributed
 from mmengine.config import DictAction
 
 
@@ -55,6 +57,7 @@ def main() -> None:
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     norm_changes = apply_norm_args(cfg, args)
+    ensure_custom_imports(cfg)  # the config saved in the work dir reloads in upstream tools
 
     # work_dir priority: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:

@@ -5,5 +5,5 @@ _base_ = ['./deeplabv3plus_r50-d8_gn-all_4xb2-80k_cityscapes-512x1024.py', '../_
 norm_cfg = dict(_delete_=True, **_base_.lcn_norm_cfg)
 model = dict(
     backbone=dict(norm_cfg=norm_cfg, init_cfg=_base_.lcn_backbone_init_cfg),
-    decode_head=dict(norm_cfg=dict(norm_cfg, num_groups=16)),
+    decode_head=dict(norm_cfg=norm_cfg),  # 48-channel c1 bottleneck: 24 groups (default)
     auxiliary_head=dict(norm_cfg=norm_cfg))

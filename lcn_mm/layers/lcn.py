@@ -4,19 +4,22 @@ They subclass ``nn.GroupNorm`` (with their own ``__init__(num_features, ...)``, 
 ``build_norm_layer`` calls as ``cls(num_features, **cfg)``) so that everything in the OpenMMLab
 stack that recognises norm layers by ``isinstance`` treats them as norms: ``mmcv.cnn.is_norm``,
 the ``norm_decay_mult`` rule of mmengine's optimizer constructor, ``constant_init`` through
-``weight``/``bias`` of shape (C,), and GN checkpoints are shape-compatible.
+``weight``/``bias`` of shape (C,); BN/GN checkpoints load into them under their own key names
+(:mod:`.bn_gn_keys`).
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..ops import local_context_norm, normalize_window_size
+from .bn_gn_keys import enable_bn_gn_keys
 from ..ops.local_context_norm import WindowSize
 
-__all__ = ['LCN', 'PositionalNorm', 'LayerNormCHW']
+__all__ = ['LCN', 'PositionalNorm', 'LayerNormCHW', 'default_num_groups']
 
 #: Default window in feature-map pixels. The authors' 227x227 is global on almost every layer
 #: of a detector, which silently turns LCN into GN; 63 stays local on the high-resolution
@@ -35,14 +38,36 @@ def _check_eps(eps: float) -> None:
         raise ValueError(f'eps must be a number > 0, got {eps!r}')
 
 
+#: Default number of groups: GroupNorm's 32 where 32 divides C, else the largest divisor of C
+#: below 32 (so ``norm_cfg=dict(type='LCN')`` builds for every C: 48 -> 24, 3 -> 3, 200 -> 25).
+DEFAULT_MAX_GROUPS = 32
+
+_logger = logging.getLogger(__name__)
+_reported_defaults: set = set()
+
+
+def default_num_groups(num_features: int, max_groups: int = DEFAULT_MAX_GROUPS) -> int:
+    """The largest divisor of ``num_features`` that is at most ``max_groups``."""
+    return max(g for g in range(1, min(max_groups, num_features) + 1) if num_features % g == 0)
+
+
 def _resolve_groups(num_features: int, num_groups: Optional[int],
                     channels_per_group: Optional[int]) -> int:
-    """Turn exactly one of ``num_groups`` / ``channels_per_group`` into a group count."""
-    if (num_groups is None) == (channels_per_group is None):
+    """Turn ``num_groups`` or ``channels_per_group`` (or neither: the default) into a count."""
+    if num_groups is not None and channels_per_group is not None:
         raise ValueError(
-            'give exactly one of num_groups (e.g. 32, as GroupNorm) or channels_per_group '
+            'give at most one of num_groups (e.g. 32, as GroupNorm) or channels_per_group '
             f'(the authors\' parametrization), got num_groups={num_groups!r}, '
             f'channels_per_group={channels_per_group!r}')
+    if num_groups is None and channels_per_group is None:
+        groups = default_num_groups(num_features)
+        if groups != DEFAULT_MAX_GROUPS and num_features not in _reported_defaults:
+            _reported_defaults.add(num_features)
+            _logger.warning('LCN: %d channels are not divisible by %d groups; using %d groups '
+                            '(the largest divisor of %d up to %d; set num_groups to choose)',
+                            num_features, DEFAULT_MAX_GROUPS, groups, num_features,
+                            DEFAULT_MAX_GROUPS)
+        return groups
     name, value = (('num_groups', num_groups) if num_groups is not None
                    else ('channels_per_group', channels_per_group))
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -54,6 +79,7 @@ def _resolve_groups(num_features: int, num_groups: Optional[int],
     return value if num_groups is not None else num_features // value
 
 
+@enable_bn_gn_keys
 class LCN(nn.GroupNorm):
     """Local Context Normalization (Ortiz et al., CVPR 2020).
 
@@ -63,7 +89,9 @@ class LCN(nn.GroupNorm):
 
     Args:
         num_features: channels C of the input (N, C, H, W).
-        num_groups: groups of consecutive channels (32 matches GN and GN checkpoints).
+        num_groups: groups of consecutive channels. Default (neither this nor
+            ``channels_per_group``): 32 as GN where 32 divides C, else the largest divisor of
+            C below 32 (logged once per C).
         channels_per_group: alternative to ``num_groups`` (the authors' code used 2).
         window_size: int or (kh, kw) in feature-map pixels, each >= 1.
         eps: added to the variance.
@@ -128,6 +156,7 @@ class PositionalNorm(LCN):
                          device=device, dtype=dtype)
 
 
+@enable_bn_gn_keys
 class LayerNormCHW(nn.GroupNorm):
     """Layer norm over (C, H, W) of NCHW maps with per-channel affine (GN with one group).
 

@@ -6,13 +6,13 @@ are dropped. Works for backbone checkpoints and whole mmdet/mmseg models::
 
     python tools/model_converters/norm2lcn.py resnet50_gn.pth resnet50_lcn.pth
 
-Configs can also load BN/GN checkpoints directly with ``init_cfg=dict(type='LCNPretrained',
-checkpoint=...)``, which applies the same renaming on the fly.
+Models with LCN layers also load BN/GN checkpoints as they are (``Pretrained``, ``load_from``):
+the layers take their BN/GN key names while loading (lcn_mm/layers/bn_gn_keys.py).
 """
 import argparse
 
 import torch
-from lcn_mm.utils.checkpoint import convert_state_dict
+from lcn_mm.apis.checkpoint import convert_state_dict
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,4 +1,0 @@
-"""Data-pipeline transforms for overhead imagery (registered in mmengine's ``TRANSFORMS``)."""
-from .transforms import RandomTranspose
-
-__all__ = ['RandomTranspose']
