@@ -20,7 +20,7 @@ from mmengine.hooks import Hook
 from lcn_mm.apis.config import load_config, setup_scope
 from lcn_mm.apis.norm_swap import swap_norms
 
-__all__ = ['prepare_cfg', 'train_and_evaluate', 'MetricsRecorder']
+__all__ = ['prepare_cfg', 'train_and_evaluate', 'MetricsRecorder', 'ProgressHook']
 
 
 def _scale_schedule(cfg: Config, max_iters: int) -> None:
@@ -106,9 +106,60 @@ class MetricsRecorder(Hook):
         self.history.append(kept)
 
 
+def _clock(seconds: float) -> str:
+    return f'{int(seconds) // 60}:{int(seconds) % 60:02d}'
+
+
+class ProgressHook(Hook):
+    """A line at most every ``interval_s`` seconds while training or validating, with an ETA.
+
+    mmengine's logger prints every N iterations, which says nothing for minutes when a step is
+    slow and nothing at all during validation; this prints by the clock.
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, label: str, interval_s: float = 10.0) -> None:
+        self.label, self.interval_s = label, interval_s
+        self._last = self._t0 = time.perf_counter()
+
+    def _due(self) -> bool:
+        now = time.perf_counter()
+        if now - self._last < self.interval_s:
+            return False
+        self._last = now
+        return True
+
+    def before_train(self, runner) -> None:
+        self._t0 = self._last = time.perf_counter()
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        done, total = runner.iter + 1, runner.max_iters
+        if done == total or self._due():
+            elapsed = time.perf_counter() - self._t0
+            loss = (outputs or {}).get('loss')
+            loss_text = f', loss {loss.item():.3f}' if loss is not None else ''
+            print(f'[{self.label}] train {done}/{total} ({100 * done // total}%), '
+                  f'{elapsed / done:.2f} s/it{loss_text}, elapsed {_clock(elapsed)}, '
+                  f'ETA {_clock(elapsed / done * (total - done))} + validation', flush=True)
+
+    def before_val_epoch(self, runner) -> None:
+        self._val_t0 = time.perf_counter()
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        total = len(runner.val_dataloader)
+        if batch_idx + 1 == total or self._due():
+            elapsed = time.perf_counter() - self._val_t0
+            eta = elapsed / (batch_idx + 1) * (total - batch_idx - 1)
+            print(f'[{self.label}] validation batch {batch_idx + 1}/{total}, '
+                  f'ETA {_clock(eta)}', flush=True)
+
+
 def train_and_evaluate(cfg: Config, eval_untrained: bool = False,
-                       threads: Optional[int] = None) -> dict:
+                       threads: Optional[int] = None, label: Optional[str] = None) -> dict:
     """Build the Runner, train, validate at the end; return metrics and timing.
+
+    ``label`` turns on clock-based progress lines (:class:`ProgressHook`) prefixed with it.
 
     Returns:
         ``{'metrics': {...}, 'untrained': {...} or None, 'train_s': ..., 'checkpoint': path}``;
@@ -120,6 +171,8 @@ def train_and_evaluate(cfg: Config, eval_untrained: bool = False,
     runner = Runner.from_cfg(cfg)
     recorder = MetricsRecorder(eval_untrained)
     runner.register_hook(recorder)
+    if label:
+        runner.register_hook(ProgressHook(label))
     t0 = time.perf_counter()
     runner.train()
     elapsed = time.perf_counter() - t0

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from .run import prepare_cfg, train_and_evaluate
-from .tasks import NORMS, REPO_ROOT, TASKS, norm_cfg_for
+from .tasks import NORMS, REPO_ROOT, TASKS, norm_cfg_for, percent
 
 __all__ = ['COLUMNS', 'TASK_METRIC', 'NORM_ORDER', 'make_spec', 'run_key', 'load_results',
            'append_result', 'run_spec', 'run_specs', 'norm_table', 'batch_size_table',
@@ -91,10 +91,6 @@ def append_result(path: str, rec: dict) -> None:
         f.write(json.dumps(rec, sort_keys=True) + '\n')
 
 
-def _percent(key: str, value: float) -> float:
-    return value * 100 if key.startswith('coco/') else value
-
-
 def run_spec(spec: dict, work_root: str, threads: Optional[int] = None,
              eval_untrained: bool = False) -> dict:
     """Train and evaluate one spec; return its record (metrics in %)."""
@@ -110,7 +106,7 @@ def run_spec(spec: dict, work_root: str, threads: Optional[int] = None,
     t0 = time.perf_counter()
     out = train_and_evaluate(cfg, eval_untrained=eval_untrained, threads=threads)
     task = TASKS[spec['task']]
-    metrics = {label: _percent(k, out['metrics'].get(k, 0.0))
+    metrics = {label: percent(k, out['metrics'].get(k, 0.0))
                for k, label in task.metrics.items()}
     rec = dict(spec, metrics=metrics, raw_metrics=out['metrics'],
                wall_s=round(time.perf_counter() - t0, 1), checkpoint=out['checkpoint'],
@@ -118,7 +114,7 @@ def run_spec(spec: dict, work_root: str, threads: Optional[int] = None,
                        f'torch threads {threads}',
                finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     if eval_untrained:
-        rec['before'] = {label: _percent(k, (out['untrained'] or {}).get(k, 0.0))
+        rec['before'] = {label: percent(k, (out['untrained'] or {}).get(k, 0.0))
                          for k, label in task.metrics.items()}
     return rec
 

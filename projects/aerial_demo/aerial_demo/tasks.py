@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 from lcn_mm.presets import norm_cfg
 
-__all__ = ['Task', 'TASKS', 'DEMO_TASKS', 'NORMS', 'norm_cfg_for', 'all_background_miou',
+__all__ = ['Task', 'TASKS', 'DEMO_TASKS', 'NORMS', 'norm_cfg_for', 'all_background_miou', 'percent',
            'REPO_ROOT']
 
 #: The repository root (configs and data paths in the demo configs are relative to it).
@@ -97,6 +97,11 @@ def norm_cfg_for(name: str, window_size: Optional[int] = None,
     overrides = {k: v for k, v in (('window_size', window_size), ('num_groups', num_groups))
                  if v is not None}
     return norm_cfg(NORMS[name]['type'], NORMS[name], **overrides)
+
+
+def percent(key: str, value: float) -> float:
+    """mmdet reports COCO mAP in [0, 1], mmseg mIoU in %: use % throughout."""
+    return value * 100 if key.startswith('coco/') else value
 
 
 def all_background_miou(ann_dir: Path, num_classes: int = 2,

@@ -10,7 +10,8 @@ import torch
 
 import lcn_mm  # noqa: F401
 from aerial_demo import NORMS, TASKS
-from aerial_demo.demo import format_demo_table, plot_demo, run_task
+from aerial_demo.demo import MARGIN, failure_messages, format_demo_table, plot_demo, run_task
+from aerial_demo.pictures import plot_task
 from aerial_demo.study import (append_result, batch_size_table, batch_size_tasks, load_results,
                                make_spec, mean_std, norm_table, plot_study, run_key, run_specs)
 from aerial_demo.tasks import DEMO_TASKS, REPO_ROOT, all_background_miou
@@ -26,17 +27,32 @@ def _in_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize('task', DEMO_TASKS)  # what make demo runs; 'seg' shares the model
 def test_demo_pipeline_two_iterations(task: str, tmp_path: Path) -> None:
     """Runner training (2 iterations, batch 2) and evaluation on 2 val images, per task."""
-    rows = run_task(task, tmp_path, iters=2, batch_size=2, val_images=2, threads=2)
-    assert [r['metric'] for r in rows] == list(TASKS[task].metrics.values())
-    for r in rows:
-        assert r['norm']['type'] == 'LCN' and r['iters'] == 2 and r['batch_size'] == 2
+    res = run_task(task, tmp_path, iters=2, batch_size=2, val_images=2, threads=2)
+    assert [r['metric'] for r in res['rows']] == list(TASKS[task].metrics.values())
+    assert res['norm']['type'] == 'LCN' and res['iters'] == 2 and res['batch_size'] == 2
+    for r in res['rows']:
         assert 0 <= r['value'] <= 100 and 0 <= r['baseline'] <= 100
+        assert r['beats'] == (r['value'] >= r['baseline'] + MARGIN)
     assert (tmp_path / task / 'iter_2.pth').exists()
     assert 'metrics' in json.loads((tmp_path / task / 'metrics.json').read_text())
-    table = format_demo_table(rows)
+    table = format_demo_table([res])
     assert TASKS[task].title in table
-    plot_demo(rows, str(tmp_path / 'demo.png'))
+    plot_demo([res], str(tmp_path / 'demo.png'))
     assert (tmp_path / 'demo.png').stat().st_size > 0
+    stats = plot_task(res['title'], res['cfg'], res['checkpoint'], str(tmp_path / 'pic.png'),
+                      compare={'GN': (res['cfg'], res['checkpoint'])})
+    assert (tmp_path / 'pic.png').stat().st_size > 0 and Path(stats['image']).exists()
+
+
+def test_failure_message_says_what_and_how_to_rerun() -> None:
+    res = dict(task='inst', tag='', title='T', seed=2, iters=300, baseline_name='untrained model',
+               rows=[dict(metric='mask AP50', value=1.5, baseline=0.5, headline=True,
+                          beats=False), dict(metric='x', value=0, baseline=0, headline=False,
+                                             beats=False)])
+    (msg, ) = failure_messages([res], threads=2)
+    for part in ("task 'inst'", 'seed 2', 'mask AP50 = 1.5', '0.5 (untrained model) + 2',
+                 '--tasks inst --seed 2 --iters 600 --threads 2'):
+        assert part in msg
 
 
 def test_all_background_baseline() -> None:
