@@ -4,9 +4,11 @@
 * Requirements are parsed from ``requirements/*.txt``; the OpenMMLab stack (mmcv, mmengine,
   mmdet, mmseg) is only in the ``mim`` extra (``requirements/mminstall.txt``).
 * No ``torch`` import at build time: lcn_mm is pure Python.
-* ``configs/`` and ``tools/`` are made reachable from the installed package as
-  ``lcn_mm/.mim/{configs,tools}`` (symlinks for ``pip install -e .``, copies for
-  ``pip install .`` / sdist / wheel), which is where ``mim`` looks for them.
+* ``configs/``, ``tools/`` and ``model-index.yml`` are made reachable from the installed package
+  as ``lcn_mm/.mim/*`` (symlinks for ``pip install -e .``, copies for ``pip install .`` / sdist /
+  wheel), which is where ``mim`` (train/test/run/search/list) looks for them.
+* Only the ``lcn_mm`` package ships: ``projects/aerial_demo`` runs from a checkout, and
+  ``tools/setup_env.sh`` (the checkout's ``make env``) is not copied into ``.mim/tools``.
 """
 import os
 import os.path as osp
@@ -21,7 +23,10 @@ from setuptools import find_packages, setup
 
 REPO_ROOT = osp.dirname(osp.abspath(__file__))
 PACKAGE = 'lcn_mm'
-MIM_FILES = ('tools', 'configs', 'demo', 'model-index.yml')
+MIM_FILES = ('tools', 'configs', 'model-index.yml')
+# Not copied into lcn_mm/.mim (so not in sdists or wheels): byte code, and setup_env.sh, which
+# builds the checkout's .venv and means nothing inside an installed package.
+MIM_COPY_IGNORE = ('__pycache__', '*.pyc', 'setup_env.sh')
 
 
 def readme() -> str:
@@ -128,8 +133,7 @@ def add_mim_extension() -> List[Tuple[str, str]]:
         elif osp.isfile(src_path):
             shutil.copyfile(src_path, tar_path)
         elif osp.isdir(src_path):
-            shutil.copytree(src_path, tar_path,
-                            ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+            shutil.copytree(src_path, tar_path, ignore=shutil.ignore_patterns(*MIM_COPY_IGNORE))
         else:
             warnings.warn(f'Cannot copy file {src_path}.')
             continue
@@ -146,11 +150,20 @@ if __name__ == '__main__':
         long_description=readme(),
         long_description_content_type='text/markdown',
         keywords='computer vision, normalization, object detection, semantic segmentation',
-        packages=find_packages(exclude=('configs', 'tools', 'demo', 'tests', 'tests.*')),
+        # `url` (Home-page) stays unset until the repository has a public address.
+        project_urls={
+            'Paper': 'https://arxiv.org/abs/1912.05845',
+        },
+        license='Apache-2.0',
+        # LICENSE (Apache-2.0 text) and NOTICE (what it covers; data/ keeps its own licences)
+        # go into the wheel's .dist-info.
+        license_files=('LICENSE', 'NOTICE'),
+        packages=find_packages(include=('lcn_mm', 'lcn_mm.*')),
         include_package_data=True,
         python_requires='>=3.8',
         classifiers=[
             'Development Status :: 3 - Alpha',
+            'License :: OSI Approved :: Apache Software License',
             'Operating System :: OS Independent',
             'Programming Language :: Python :: 3',
             'Programming Language :: Python :: 3.11',

@@ -140,6 +140,10 @@ log "installing mmcv/mmengine/mmdet/mmseg and the runtime/optional/test requirem
 pip_install --no-build-isolation \
     -r requirements/mminstall.txt -r requirements/runtime.txt \
     -r requirements/optional.txt -r requirements/tests.txt
+# openmim without its dependencies (requirements/openmim.txt says why); tests.txt has the ones
+# `mim list/search/train/test/run` import.
+log "installing openmim (requirements/openmim.txt, --no-deps)"
+pip_install --no-deps -r requirements/openmim.txt
 # Triton: CUDA builds of torch bring their own (the GPU kernels use it); on a CPU-only torch,
 # install the version those builds use so tests/test_lcn_gpu.py runs the same kernels under
 # Triton's CPU interpreter.
