@@ -12,13 +12,14 @@ from mmengine.logging import print_log
 from torch import nn
 
 from ..engine.optim import amp_optim_wrapper_type
-from .errors import UserInputError
 from ..presets import norm_cfg
 from .config import model_norm_types
+from .errors import UserInputError
 from .norm_swap import CONV_NORM_TYPES, norm_layer_summary, swap_norms
 
 __all__ = ['add_norm_args', 'apply_norm_args', 'log_norm_summary', 'apply_amp',
            'use_atomic_checkpoints', 'build_runner']
+
 
 def add_norm_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--norm``, ``--norm-cfg`` and ``--norm-all`` (the one-flag norm switch)."""

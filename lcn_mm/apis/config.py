@@ -70,7 +70,6 @@ def setup_scope(cfg: Config) -> str:
     return scope
 
 
-
 def _load_config_checked(path: str, loader: Callable[[str], Any]) -> Any:
     """``loader(path)`` with missing or malformed config files turned into UserInputError."""
     if '::' not in path and not os.path.isfile(path):

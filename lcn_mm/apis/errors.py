@@ -54,4 +54,3 @@ def run_cli(main: Callable[[], Any], argv: Optional[list] = None) -> None:
         print(f'error: {one_line(exc)}', file=sys.stderr)
         print('(rerun with --debug or LCN_MM_DEBUG=1 for the traceback)', file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
-

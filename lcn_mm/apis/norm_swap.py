@@ -25,6 +25,7 @@ __all__ = ['CONV_NORM_TYPES', 'swap_norms', 'norm_layer_summary']
 CONV_NORM_TYPES = frozenset(
     {'BN', 'BN2d', 'SyncBN', 'MMSyncBN', 'GN', 'IN', 'IN2d', 'LCN', 'PN', 'LNCHW'})
 
+
 def _type_name(norm_cfg: Any) -> Optional[str]:
     """Return the registry name of a norm cfg's type (``'mmdet.BN'`` -> ``'BN'``), or None."""
     if not isinstance(norm_cfg, dict):

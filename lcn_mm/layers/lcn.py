@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from ..ops import local_context_norm, normalize_window_size
-from .bn_gn_keys import enable_bn_gn_keys
 from ..ops.local_context_norm import WindowSize
+from .bn_gn_keys import enable_bn_gn_keys
 
 __all__ = ['LCN', 'PositionalNorm', 'LayerNormCHW', 'default_num_groups']
 

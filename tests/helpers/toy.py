@@ -10,11 +10,10 @@ The dataset is a fixed, seeded set of random images and targets (no files, no au
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import os
 import os.path as osp
 import signal
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +23,6 @@ from mmengine.model import BaseModel, is_model_wrapper
 from mmengine.registry import DATASETS, HOOKS, MODELS
 from torch import nn
 from torch.utils.data import Dataset
-
 
 __all__ = ['LCNToyNet', 'LCNToyDataset', 'LCNToyHook']
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
 from lcn_mm.presets import norm_cfg
 
 __all__ = ['Task', 'TASKS', 'DEMO_TASKS', 'NORMS', 'norm_cfg_for', 'all_background_miou', 'percent',

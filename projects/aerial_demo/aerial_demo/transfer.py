@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 
 from lcn_mm.apis.checkpoint import convert_state_dict
+
 from .study import append_result, load_results, make_spec, run_key, run_spec
 
 __all__ = ['convert_checkpoint', 'run_transfer']

@@ -21,8 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # aerial_demo
 import lcn_mm  # noqa: F401,E402
 from aerial_demo import TASKS, norm_cfg_for  # noqa: E402
-from aerial_demo.demo import (failure_messages, format_demo_table, plot_demo,  # noqa: E402
-                              run_demo)
+from aerial_demo.demo import failure_messages, format_demo_table, plot_demo, run_demo  # noqa: E402
 from aerial_demo.pictures import plot_task  # noqa: E402
 from aerial_demo.tasks import DEMO_TASKS, REPO_ROOT  # noqa: E402
 
