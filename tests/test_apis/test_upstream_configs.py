@@ -138,6 +138,11 @@ def test_user_config_switches(runs: dict, name: str) -> None:
     assert math.isfinite(result['loss']) and result['loss'] > 0
     assert result['lcn_mm_after']
     assert result['init_types'] == _result(runs, f'{name}:ref')['init_types']
+    assert {cfg['type'] for cfg in result['lcn_norm_cfgs']} == {'LCN'}
+    if name == 'fcos':
+        # mmengine merges the override into the base's frozen caffe-BN dict, so these LCNs
+        # stay frozen (``_delete_=True`` trains them); --norm replaces the dict whole
+        assert dict(type='LCN', requires_grad=False) in result['lcn_norm_cfgs']
 
 
 @pytest.mark.parametrize('name', list(UPSTREAM))
