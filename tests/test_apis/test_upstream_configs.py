@@ -318,3 +318,14 @@ def test_bn_resnet50_checkpoint_loads_into_lcn(tmp_path: Path) -> None:
         assert torch.equal(lcn.weight, state[f'{bn_name}.weight']), name
         assert torch.equal(lcn.bias, state[f'{bn_name}.bias']), name
     assert torch.equal(model.backbone.conv1.weight, state['conv1.weight'])
+
+
+def test_limit_rois_caps_every_cascade_stage() -> None:
+    """Cascade's ``train_cfg.rcnn`` is one dict per stage; each stage's sampler is capped."""
+    from lcn_mm.testing import limit_rois
+    cfg = load_config(UPSTREAM['cascade_mask_rcnn'][0])
+    assert [stage.sampler.num for stage in cfg.model.train_cfg.rcnn] == [512] * 3
+    limit_rois(cfg, 16)
+    assert [stage.sampler.num for stage in cfg.model.train_cfg.rcnn] == [16] * 3
+    assert cfg.model.train_cfg.rpn_proposal.max_per_img == 16
+    assert cfg.model.test_cfg.rcnn.max_per_img == 16
