@@ -66,8 +66,11 @@ def _apply_top_level_norm(cfg: Config) -> list[str]:
     used = model_norm_types(cfg)
     if not used or top_type.rsplit('.', 1)[-1] in used:
         return []
-    changes = swap_norms(cfg, dict(top))
-    return [f'top-level norm_cfg={dict(top)} is not in the model (base variables are resolved '
+    # mmengine marks the top-level dicts of a ``pkg::`` base with ``_scope_``; a norm layer
+    # would get it as a keyword argument
+    top = {key: value for key, value in dict(top).items() if key != '_scope_'}
+    changes = swap_norms(cfg, top)
+    return [f'top-level norm_cfg={top} is not in the model (base variables are resolved '
             f'when the base is read): applied it, {len(changes)} changes'] + [
                 f'  {c}' for c in changes]
 

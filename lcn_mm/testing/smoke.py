@@ -65,11 +65,12 @@ def limit_rois(cfg: MutableMapping, num: int = 32) -> None:
                     'max_per_img' in stage_cfgs[stage]:
                 stage_cfgs[stage].update(nms_pre=num, max_per_img=num)
         rcnn = stage_cfgs.get('rcnn')
-        if isinstance(rcnn, MutableMapping):
-            if 'sampler' in rcnn:
-                rcnn['sampler']['num'] = num
-            if 'max_per_img' in rcnn:
-                rcnn['max_per_img'] = num
+        for stage_cfg in rcnn if isinstance(rcnn, list) else [rcnn]:  # Cascade: one per stage
+            if isinstance(stage_cfg, MutableMapping):
+                if 'sampler' in stage_cfg:
+                    stage_cfg['sampler']['num'] = num
+                if 'max_per_img' in stage_cfg:
+                    stage_cfg['max_per_img'] = num
 
 
 def build_model(cfg: MutableMapping, init: bool = True) -> nn.Module:
@@ -100,11 +101,14 @@ def demo_batch(cfg: MutableMapping, size: int = 128, batch_size: int = 1) -> dic
     scope = cfg.get('default_scope')
     if scope == 'mmdet':
         from mmdet.testing import demo_mm_inputs
-        num_classes = cfg['model']['roi_head']['bbox_head']['num_classes']
+        roi_head = cfg['model'].get('roi_head') or {}
+        # two-stage: roi_head.bbox_head (a list per stage in Cascade); one-stage: bbox_head
+        bbox_head = roi_head.get('bbox_head') or cfg['model']['bbox_head']
+        bbox_head = bbox_head[0] if isinstance(bbox_head, list) else bbox_head
         return demo_mm_inputs(
             batch_size=batch_size, image_shapes=[(3, size, size)] * batch_size,
-            num_items=[3] * batch_size, num_classes=num_classes,
-            with_mask='mask_head' in cfg['model']['roi_head'])
+            num_items=[3] * batch_size, num_classes=bbox_head['num_classes'],
+            with_mask='mask_head' in roi_head)
     if scope == 'mmseg':
         from mmengine.structures import PixelData
         from mmseg.structures import SegDataSample
