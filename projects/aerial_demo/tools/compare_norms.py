@@ -11,9 +11,11 @@ Logic: projects/aerial_demo/aerial_demo/study.py. Run from the repository root:
     # the main table of docs/results.md: six norms x four columns, three seeds
     python projects/aerial_demo/tools/compare_norms.py --tasks seg det --seeds 0 1 2 --threads 1
     python projects/aerial_demo/tools/compare_norms.py --tasks inst --seeds 0 1 2 --threads 1
-    python projects/aerial_demo/tools/compare_norms.py --tasks seg --norms BN GN LCN --batch-sizes 1 2
+    python projects/aerial_demo/tools/compare_norms.py --tasks seg --norms BN GN LCN \
+        --batch-sizes 1 2
     # LCN window sweep on the roads val split (tag 'sweep')
-    python projects/aerial_demo/tools/compare_norms.py --tasks seg --norms LCN --windows 7 15 31 --sweep-roads
+    python projects/aerial_demo/tools/compare_norms.py --tasks seg --norms LCN \
+        --windows 7 15 31 --sweep-roads
     # GN -> LCN transfer: fine-tune the recorded GN seg run's checkpoint as LCN
     python projects/aerial_demo/tools/compare_norms.py --tasks seg --transfer --iters 50
 """
