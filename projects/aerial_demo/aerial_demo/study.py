@@ -5,6 +5,11 @@ seed, batch size, iterations, tag, initial weights) is already there is skipped,
 study can be stopped and resumed over several sittings. Tables and plots are made from
 whatever is recorded; cells without runs say ``not run``.
 
+Each record also carries what makes it checkable (:func:`.records.environment`): CPU, cores,
+torch threads, the load average when the run started and when it ended, python/torch/mmengine/
+mmdet/mmseg versions, the git commit and the exact command. The study's record file is
+``docs/results/study.jsonl`` (committed); checkpoints stay in ``work_dirs/``.
+
 Batch sizes: a run at batch size ``b`` trains ``iters * ref_batch / b`` iterations, so every
 batch size sees the same number of images with the same optimizer settings.
 """
@@ -12,17 +17,18 @@ from __future__ import annotations
 
 import json
 import math
-import platform
+import os
 import time
 from pathlib import Path
 from typing import Iterable, Optional
 
+from .records import environment
 from .run import prepare_cfg, train_and_evaluate
 from .tasks import NORMS, REPO_ROOT, TASKS, norm_cfg_for, percent
 
-__all__ = ['COLUMNS', 'TASK_METRIC', 'NORM_ORDER', 'make_spec', 'run_key', 'load_results',
-           'append_result', 'run_spec', 'run_specs', 'norm_table', 'batch_size_table',
-           'sweep_table', 'transfer_table', 'plot_study', 'mean_std']
+__all__ = ['COLUMNS', 'TASK_METRIC', 'NORM_ORDER', 'STUDY_RESULTS', 'make_spec', 'run_key',
+           'load_results', 'append_result', 'cell_runs', 'run_spec', 'run_specs', 'norm_table',
+           'batch_size_table', 'sweep_table', 'transfer_table', 'plot_study', 'mean_std']
 
 #: Columns of the main table: (task, metric label in %) — tree bbox mAP, building bbox and
 #: mask mAP, building mIoU.
@@ -34,6 +40,8 @@ NORM_COLORS = {'BN': 'tab:blue', 'GN': 'tab:orange', 'IN': 'tab:green', 'LN': 't
                'PN': 'tab:gray', 'LCN': 'tab:red'}
 NORM_ORDER = list(NORMS)  # BN GN IN LN PN LCN
 REF_BATCH = 4
+#: The committed record file of the study (one JSON line per finished run).
+STUDY_RESULTS = 'docs/results/study.jsonl'
 
 
 def make_spec(task: str, norm: str, seed: int = 0, batch_size: int = REF_BATCH,
@@ -85,6 +93,7 @@ def load_results(path: str) -> list[dict]:
 
 
 def append_result(path: str, rec: dict) -> None:
+    """Append one record as a JSON line (keys sorted, so diffs of the file stay readable)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     with p.open('a') as f:
@@ -103,16 +112,18 @@ def run_spec(spec: dict, work_root: str, threads: Optional[int] = None,
                       batch_size=spec['batch_size'], max_iters=spec['iters'],
                       seed=spec['seed'], lr=spec.get('lr'), load_from=spec.get('load_from'),
                       log_interval=50)
+    load_start = round(os.getloadavg()[0], 2)
     t0 = time.perf_counter()
     out = train_and_evaluate(cfg, eval_untrained=eval_untrained, threads=threads)
     task = TASKS[spec['task']]
     metrics = {label: percent(k, out['metrics'].get(k, 0.0))
                for k, label in task.metrics.items()}
+    env = environment(REPO_ROOT)
     rec = dict(spec, metrics=metrics, raw_metrics=out['metrics'],
                wall_s=round(time.perf_counter() - t0, 1), checkpoint=out['checkpoint'],
-               machine=f'{platform.machine()}, {platform.processor() or "cpu"}, '
-                       f'torch threads {threads}',
-               finished=time.strftime('%Y-%m-%d %H:%M:%S'))
+               machine=f"{env['cpu']}, {env['cores']} cores, torch threads "
+                       f"{env['torch_threads']}",
+               loadavg_1m_start=load_start, **env)
     if eval_untrained:
         rec['before'] = {label: percent(k, (out['untrained'] or {}).get(k, 0.0))
                          for k, label in task.metrics.items()}
@@ -155,12 +166,15 @@ def mean_std(values: list[float]) -> str:
     return f'{mean:.1f} ± {std:.1f} (n={n})'
 
 
-def _select(records: list[dict], task: str, norm: str, batch_size: int,
+def cell_runs(records: list[dict], task: str, norm: str, batch_size: int,
             tag: str = '') -> list[dict]:
-    default = NORMS.get(norm)
+    """The study runs of one cell: default norm cfg, config and schedule (a shortened or
+    otherwise changed run never counts in the study's tables)."""
+    spec = make_spec(task, norm, batch_size=batch_size)
     return [r for r in records if r['task'] == task and r['norm'] == norm
             and r['batch_size'] == batch_size and r.get('tag', '') == tag
-            and r['norm_cfg'] == default and not r.get('load_from')]
+            and r['norm_cfg'] == spec['norm_cfg'] and r['iters'] == spec['iters']
+            and r.get('config', spec['config']) == spec['config'] and not r.get('load_from')]
 
 
 def norm_table(records: list[dict], batch_size: int = REF_BATCH) -> str:
@@ -169,7 +183,7 @@ def norm_table(records: list[dict], batch_size: int = REF_BATCH) -> str:
                                     for t, m in COLUMNS) + ' |'
     lines = [head, '|---|' + '---:|' * len(COLUMNS)]
     for norm in NORM_ORDER:
-        cells = [mean_std([r['metrics'][m] for r in _select(records, t, norm, batch_size)])
+        cells = [mean_std([r['metrics'][m] for r in cell_runs(records, t, norm, batch_size)])
                  for t, m in COLUMNS]
         lines.append(f'| {norm} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
@@ -189,7 +203,7 @@ def batch_size_table(records: list[dict], task: str = 'seg',
     lines = ['| norm | ' + ' | '.join(f'batch {b}' for b in batch_sizes) + ' |',
              '|---|' + '---:|' * len(batch_sizes)]
     for norm in NORM_ORDER:
-        cells = [mean_std([r['metrics'][metric] for r in _select(records, task, norm, b)])
+        cells = [mean_std([r['metrics'][metric] for r in cell_runs(records, task, norm, b)])
                  for b in batch_sizes]
         lines.append(f'| {norm} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
@@ -243,13 +257,14 @@ def plot_study(records: list[dict], out_dir: str, batch_size: int = REF_BATCH) -
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    cols = [(t, m) for t, m in COLUMNS if any(_select(records, t, n, batch_size)
+    cols = [(t, m) for t, m in COLUMNS if any(cell_runs(records, t, n, batch_size)
                                               for n in NORM_ORDER)]
     if cols:
         fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.4), squeeze=False)
         for ax, (task, metric) in zip(axes[0], cols):
             for i, norm in enumerate(NORM_ORDER):
-                vals = [r['metrics'][metric] for r in _select(records, task, norm, batch_size)]
+                vals = [r['metrics'][metric]
+                        for r in cell_runs(records, task, norm, batch_size)]
                 if not vals:
                     continue
                 mean = sum(vals) / len(vals)
@@ -276,7 +291,7 @@ def plot_study(records: list[dict], out_dir: str, batch_size: int = REF_BATCH) -
             for norm in NORM_ORDER:
                 pts = []
                 for b in sorted({r['batch_size'] for r in records}):
-                    vals = [r['metrics'][metric] for r in _select(records, task, norm, b)]
+                    vals = [r['metrics'][metric] for r in cell_runs(records, task, norm, b)]
                     if vals:
                         pts.append((b, sum(vals) / len(vals)))
                 if len(pts) > 1:

@@ -1,19 +1,23 @@
 #!/usr/bin/env python
 """Compare norms (BN GN IN LN PN LCN) on the demo tasks: seeds x batch sizes, resumable.
 
-Each finished run appends one JSON line to --results; recorded runs are skipped, so the study
-can be stopped and continued. After running (or with --report-only) it writes a markdown
-report (mean ± std per norm and task, metric per batch size, sweep and transfer tables) and
-plots (norms.png, batch_size.png) from everything recorded. Logic: lcn_mm/demo/study.py.
+Each finished run appends one JSON line (metrics, wall time, machine, load, versions, commit,
+command) to --results, by default the committed ``docs/results/study.jsonl``; recorded runs are
+skipped, so the study can be stopped and continued over several sittings. After running (or
+with --report-only) it writes a quick markdown report and plots to --out-dir; the tables of
+docs/results.md and the README come from ``tools/analysis_tools/results_report.py``.
+Logic: projects/aerial_demo/aerial_demo/study.py. Run from the repository root:
 
-    # the study in docs/results.md
-    python tools/compare_norms.py --tasks seg --norms BN GN IN LN PN LCN --seeds 0 1
-    python tools/compare_norms.py --tasks seg --norms BN GN LCN --batch-sizes 1 2
+    # the main table of docs/results.md: six norms x four columns, three seeds
+    python projects/aerial_demo/tools/compare_norms.py --tasks seg det --seeds 0 1 2 --threads 1
+    python projects/aerial_demo/tools/compare_norms.py --tasks inst --seeds 0 1 2 --threads 1
+    python projects/aerial_demo/tools/compare_norms.py --tasks seg --norms BN GN LCN \
+        --batch-sizes 1 2
     # LCN window sweep on the roads val split (tag 'sweep')
-    python tools/compare_norms.py --tasks seg --norms LCN --windows 7 15 31 --sweep-roads
+    python projects/aerial_demo/tools/compare_norms.py --tasks seg --norms LCN \
+        --windows 7 15 31 --sweep-roads
     # GN -> LCN transfer: fine-tune the recorded GN seg run's checkpoint as LCN
-    python tools/compare_norms.py --tasks seg --transfer --iters 50
-    python tools/compare_norms.py --tasks seg --transfer --iters 50 --windows 63
+    python projects/aerial_demo/tools/compare_norms.py --tasks seg --transfer --iters 50
 """
 import argparse
 import sys
@@ -23,9 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # aerial_demo
 import lcn_mm  # noqa: F401
 from aerial_demo import TASKS
-from aerial_demo.study import (NORM_ORDER, batch_size_table, batch_size_tasks, load_results,
-                               make_spec, norm_table, plot_study, run_specs, sweep_table,
-                               transfer_table)
+from aerial_demo.study import (NORM_ORDER, STUDY_RESULTS, batch_size_table, batch_size_tasks,
+                               load_results, make_spec, norm_table, plot_study, run_specs,
+                               sweep_table, transfer_table)
 from aerial_demo.transfer import run_transfer
 
 ROADS = 'projects/aerial_demo/configs/fpn_r18_lcn_spacenet-seg-roads.py'
@@ -48,7 +52,8 @@ def main(argv=None) -> int:
     p.add_argument('--transfer', action='store_true',
                    help='GN -> LCN: convert the GN run\'s checkpoint (seed 0, batch 4), '
                    'fine-tune it as LCN for --iters, record before/after (tag "transfer")')
-    p.add_argument('--results', default='work_dirs/study/results.jsonl')
+    p.add_argument('--results', default=STUDY_RESULTS,
+                   help='record file (committed; relative to the repository root)')
     p.add_argument('--work-root', default='work_dirs/study/runs')
     p.add_argument('--out-dir', default='work_dirs/study', help='report.md and plots')
     p.add_argument('--report-only', action='store_true')
