@@ -17,7 +17,7 @@ from .run import prepare_cfg, train_and_evaluate
 from .tasks import REPO_ROOT, TASKS, all_background_miou, percent
 
 __all__ = ['MARGIN', 'run_task', 'run_demo', 'format_demo_table', 'failure_messages',
-           'plot_demo']
+           'plot_demo', 'records_tables']
 
 #: Points (of mAP / mIoU, in %) a headline metric must gain over its baseline to count.
 MARGIN = 2.0
@@ -70,6 +70,7 @@ def run_demo(tasks: Iterable[str], work_dir: str, record: Optional[str] = None,
     pictures); append each record to ``<work_dir>/runs.jsonl`` and to ``record`` if given."""
     from .tasks import NORMS
     results = []
+    run_id = time.strftime('%Y%m%dT%H%M%S')  # groups the task records of one demo run
     for name in tasks:
         runs = [('', norm_cfg)] + ([('gn', NORMS['GN'])] if name in gn_compare else [])
         for tag, norm in runs:
@@ -77,7 +78,7 @@ def run_demo(tasks: Iterable[str], work_dir: str, record: Optional[str] = None,
                   f'{TASKS[name].title} ===', flush=True)
             res = run_task(name, Path(work_dir), norm_cfg=norm, tag=tag, **kwargs)
             rec = {k: v for k, v in res.items() if k != 'cfg'}
-            rec['env'] = environment(REPO_ROOT)
+            rec.update(run_id=run_id, threads=kwargs.get('threads'), env=environment(REPO_ROOT))
             for path in filter(None, (str(Path(work_dir) / 'runs.jsonl'), record)):
                 append_jsonl(path, rec)
             results.append(res)
@@ -143,3 +144,45 @@ def plot_demo(results: list[dict], path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def records_tables(records: list[dict]) -> tuple[str, str]:
+    """From recorded demo runs: (per headline metric: worst value and spare over baseline +
+    margin across all runs; per demo run: seed, threads, SIMD level, CPU, load, time, verdict).
+
+    Only complete demo runs count: those whose records cover every task of ``DEMO_TASKS``.
+    """
+    from .tasks import DEMO_TASKS
+    runs: dict[str, list[dict]] = {}
+    for rec in records:
+        runs.setdefault(rec['run_id'], []).append(rec)
+    complete = {k: v for k, v in runs.items()
+                if {r['task'] for r in v if not r['tag']} >= set(DEMO_TASKS)}
+    if not complete:
+        return 'no complete demo run recorded yet', ''
+    per_metric: dict[tuple, list] = {}
+    for recs in complete.values():
+        for rec in recs:
+            for row in rec['rows'] if not rec['tag'] else []:
+                if row['headline']:
+                    per_metric.setdefault((rec['title'], row['metric']), []).append(
+                        (row['value'], row['baseline'], rec['margin']))
+    m_lines = ['| task | headline metric | runs | worst | best | baseline (max) | '
+               'worst spare over baseline + margin |', '|---|---|---:|---:|---:|---:|---:|']
+    for (title, metric), vals in per_metric.items():
+        spare = min(v - b - m for v, b, m in vals)
+        m_lines.append(f'| {title} | {metric} | {len(vals)} | {min(v for v, _, _ in vals):.1f} '
+                       f'| {max(v for v, _, _ in vals):.1f} | '
+                       f'{max(b for _, b, _ in vals):.1f} | {spare:+.1f} |')
+    r_lines = ['| run | seed | threads | SIMD (ATEN_CPU_CAPABILITY) | CPU | load at end | '
+               'training + evaluation time | passed |', '|---|---:|---:|---|---|---:|---:|---|']
+    for run_id, recs in sorted(complete.items()):
+        env = recs[-1]['env']
+        wall = sum(r['wall_s'] for r in recs)
+        simd = env['cpu_capability'] + (f" ({env['ATEN_CPU_CAPABILITY']})"
+                                         if env.get('ATEN_CPU_CAPABILITY') else '')
+        passed = all(r['passed'] for r in recs if not r['tag'])
+        r_lines.append(f"| {run_id} | {recs[0]['seed']} | {recs[0]['threads']} | {simd} | "
+                       f"{env['cpu']} | {env['loadavg_1m']:.1f} | {wall / 60:.1f} min | "
+                       f"{'yes' if passed else 'NO'} |")
+    return '\n'.join(m_lines), '\n'.join(r_lines)
