@@ -95,46 +95,46 @@ def _window_counts(length: int, lo: int, hi: int, device: torch.device,
     return ((i + hi).clamp(max=length - 1) - (i - lo).clamp(min=0) + 1).to(dtype)
 
 
+#: Prefix sums restart every ``max(window, _BLOCK)`` elements: a window then spans at most two
+#: blocks, and no partial sum is larger than one block's, so the rounding error of a window
+#: sum is ~u * block * max|value| (u = 2^-53) whatever the length of the line.
+_BLOCK = 32
+
+
 def _box_sum_1d(t: Tensor, dim: int, lo: int, hi: int) -> Tensor:
-    """Clipped box sum over ``[i - lo, i + hi]`` along ``dim`` (negative), O(1) per element.
+    """Clipped box sum over ``[i - lo, i + hi]`` along ``dim`` (-1 or -2), O(1) per element.
 
     The adjoint (for the backward pass) is the same sum with ``lo`` and ``hi`` swapped.
 
-    With inclusive prefix sums ``P``: ``P[min(i+hi, L-1)] - P[i-lo-1]`` (no second term when
-    i-lo-1 < 0), written as one slice operation per border region, so the work does not depend
-    on the window. ``t`` is overwritten. Assumes ``0 <= lo, hi <= L - 1`` (larger reaches
-    select the same pixels).
+    Blocked prefix sums: ``t`` is zero-padded by ``lo + 1`` in front (so clipping is automatic)
+    and cut into blocks of ``B >= k = lo + hi + 1`` elements, each with its own inclusive prefix
+    sum ``P``. The window of output ``i`` is padded positions ``(i, i + k]``: ``P[i + k] - P[i]``
+    plus the total of ``i``'s block when the window crosses into the next block. Whole-line
+    prefix sums would instead subtract two numbers as large as the line's total.
+    Assumes ``0 <= lo, hi <= L - 1`` (larger reaches select the same pixels).
     """
     length = t.shape[dim]
     if lo == 0 and hi == 0:
         return t
     if lo == length - 1 and hi == length - 1:
-        # Every window is the whole axis: a plain sum, broadcast back.
+        # Every window is the whole axis: a plain (pairwise) sum, broadcast back.
         return t.sum(dim, keepdim=True).expand_as(t).contiguous()
-    prefix = t.cumsum_(dim)
-    out = torch.empty_like(t)
-    first_lower, last_upper = lo + 1, length - hi  # i >= first_lower: subtract; i < last_upper: P[i+hi]
-
-    def part(start: int, stop: int) -> Tensor:
-        return out.narrow(dim, start, stop - start)
-
-    def upper(start: int, stop: int) -> Tensor:
-        return prefix.narrow(dim, start + hi, stop - start)
-
-    def lower(start: int, stop: int) -> Tensor:
-        return prefix.narrow(dim, start - lo - 1, stop - start)
-
-    last = prefix.narrow(dim, length - 1, 1)
-    if first_lower <= last_upper:
-        part(0, first_lower).copy_(upper(0, first_lower))
-        torch.sub(upper(first_lower, last_upper), lower(first_lower, last_upper),
-                  out=part(first_lower, last_upper))
-        torch.sub(last, lower(last_upper, length), out=part(last_upper, length))
-    else:
-        part(0, last_upper).copy_(upper(0, last_upper))
-        part(last_upper, first_lower).copy_(last.expand_as(part(last_upper, first_lower)))
-        torch.sub(last, lower(first_lower, length), out=part(first_lower, length))
-    return out
+    k = lo + hi + 1
+    block = max(k, _BLOCK)
+    n_blocks = -(-(length + k) // block)
+    shape = list(t.shape)
+    shape[dim] = n_blocks * block
+    prefix = t.new_zeros(shape)
+    prefix.narrow(dim, lo + 1, length).copy_(t)
+    blocked = prefix.unflatten(dim, (n_blocks, block))
+    inner = dim  # the within-block axis of ``blocked`` (its block index sits just before)
+    blocked.cumsum_(inner)
+    totals = blocked.narrow(inner, block - 1, 1).expand_as(blocked).reshape(shape)
+    out = torch.sub(prefix.narrow(dim, k, length), prefix.narrow(dim, 0, length))
+    i = torch.arange(length, device=t.device)
+    crosses = (i // block != (i + k) // block).to(t.dtype)
+    crosses = crosses if dim == -1 else crosses[:, None]
+    return out.addcmul_(totals.narrow(dim, 0, length), crosses)
 
 
 def _box_sum_maps(maps: Tensor, window: Tuple[int, int, int, int]) -> None:
@@ -199,25 +199,34 @@ def _eager_forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], 
         squares = xhat * xhat
     sq_px = _group_sum(squares, ones) if cpg > 1 else None
     del squares
+    # ``mean_px`` is the group mean rounded to cdt; the mean of ``x - mean_px`` is that rounding
+    # (half an ulp of |m|, 5e-4 at 1e4 in float32), which would otherwise shift the window mean.
+    resid = _group_sum(xhat, ones).div_(cpg) if cpg > 1 and cdt != torch.float64 else None
     # 2. Window statistics in float64 after a per-(n, g) shift (maps are cpg x smaller).
     #    Layout (2, N, G, 1, H, W) keeps each map contiguous.
     shift = mean_px.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64)
     stats = mean_px.new_empty((2, n, g, 1, h, w), dtype=torch.float64)
     torch.sub(mean_px, shift, out=stats[0])
-    centred_px = stats[0].to(cdt, copy=True)  # the box sum overwrites ``stats``
+    centred_px = stats[0].clone()  # mean_px - c in float64 (the box sum overwrites ``stats``)
+    if resid is not None:
+        stats[0].add_(resid)  # the exact group mean m - c
     torch.mul(stats[0], stats[0], out=stats[1])
-    if sq_px is not None:
+    if sq_px is not None:  # M2 / cpg = mean of (x - mean_px)^2 - resid^2
         stats[1].add_(sq_px, alpha=1.0 / cpg)
-    del mean_px, sq_px
+    if resid is not None:
+        stats[1].addcmul_(resid, resid, value=-1)
+    del mean_px, sq_px, resid
     _box_sum_maps(stats, window)
     stats.div_(_counts(h, w, window, x.device))
-    mu_c = stats[0].to(cdt)
+    mu_c = stats[0].clone()  # float64: in cdt, its rounding (half an ulp of |mu - c|) would
+    # reach every output through x - mu
     var = stats[1].addcmul_(stats[0], stats[0], value=-1).clamp_(min=0)
     rstd = var.add_(eps).rsqrt_().to(cdt)
     del stats
-    # 3. xhat = (x - m + (m - c) - (mu - c)) * rstd in one in-place pass, then the
-    #    per-channel affine transform.
-    torch.addcmul(centred_px.sub_(mu_c).mul_(rstd), xhat, rstd, out=xhat)
+    # 3. xhat = (x - mean_px + (mean_px - c) - (mu - c)) * rstd in one in-place pass
+    #    (mean_px - mu is formed in float64 per pixel, so only the small result is rounded),
+    #    then the per-channel affine transform.
+    torch.addcmul(centred_px.sub_(mu_c).to(cdt).mul_(rstd), xhat, rstd, out=xhat)
     y = y_out.view(n, g, cpg, h, w) if keep_xhat else xhat
     w5 = weight.to(cdt).view(1, g, cpg, 1, 1) if weight is not None else None
     b5 = bias.to(cdt).view(1, g, cpg, 1, 1) if bias is not None else None

@@ -24,7 +24,7 @@ from torch import Tensor
 
 _SOURCE = Path(__file__).with_name('csrc') / 'lcn_cpu.cpp'
 _FLAGS = ['-O3', '-march=native', '-fno-math-errno', '-fopenmp', '-shared', '-fPIC', '-std=c++17']
-_ABI_VERSION = 3  # must match lcn_abi_version() in the source: the argument lists below
+_ABI_VERSION = 4  # must match lcn_abi_version() in the source: the argument lists below
 _lib: Optional[ctypes.CDLL] = None
 _load_failed = False
 
@@ -109,9 +109,10 @@ def _p(t: Optional[Tensor]) -> Optional[int]:
     return None if t is None else t.data_ptr()
 
 
-#: Smallest group size whose statistics the forward pass keeps for the backward pass: the two
-#: maps cost 2/cpg of x (at most 1.5x GroupNorm's saved bytes); smaller groups recompute them.
-KEEP_STATS_MIN_CPG = 4
+#: Smallest group size whose statistics the forward pass keeps for the backward pass: the maps
+#: (mu in float64, rstd in x's dtype) cost 3/cpg of a float32 x, so from 6 channels per group
+#: at most 1.5x GroupNorm's saved bytes; smaller groups recompute them.
+KEEP_STATS_MIN_CPG = 6
 
 
 def forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
@@ -119,13 +120,14 @@ def forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_gro
             ) -> Tuple[Tensor, ...]:
     """``(y, *state)``: LCN of a contiguous float32/float64 CPU tensor;
     ``window = (lo_h, hi_h, lo_w, hi_w)``. With ``keep_state`` and groups of at least
-    ``KEEP_STATS_MIN_CPG`` channels, ``state`` is the (N, G, H, W) maps of mu - K and rstd
-    (in x's dtype), which spare the backward pass recomputing the window statistics."""
+    ``KEEP_STATS_MIN_CPG`` channels, ``state`` is the (N, G, H, W) maps of mu (float64:
+    rounding it to float32 would cost half an ulp of |mu| in every x - mu) and rstd (x's
+    dtype), which spare the backward pass recomputing the window statistics."""
     n, c, h, w = x.shape
     y = torch.empty_like(x)
     keep = keep_state and c // num_groups >= KEEP_STATS_MIN_CPG
-    mu = x.new_empty((n, num_groups, h, w)) if keep else None
-    rstd = torch.empty_like(mu) if keep else None
+    mu = x.new_empty((n, num_groups, h, w), dtype=torch.float64) if keep else None
+    rstd = x.new_empty((n, num_groups, h, w)) if keep else None
     weight = None if weight is None else weight.detach().to(x.dtype).contiguous()
     bias = None if bias is None else bias.detach().to(x.dtype).contiguous()
     fn = library().lcn_forward_f32 if x.dtype == torch.float32 else library().lcn_forward_f64
