@@ -32,8 +32,9 @@ inline double count1d(int64_t i, int64_t len, int64_t lo, int64_t hi) {
 
 // s + comp += v, exactly: Knuth's TwoSum puts the rounding error of s + v into comp. (The
 // build has no -ffast-math, so the compiler keeps the operations as written.) A running sum
-// kept this way has error ~ 2u|sum| + u * (sum of |comp| updates) instead of u|sum| per step:
-// it no longer grows with the length of the line.
+// kept this way no longer gains u|sum| per step (u = 2^-53); what remains per step is the
+// rounding of v = entering - leaving, u|v|, which is zero when the two are within a factor
+// of 2 (as on flat or offset regions) and otherwise smaller than |sum| by the window length.
 inline void add_exact(double& s, double& comp, double v) {
   const double t = s + v;
   const double bp = t - s;
@@ -63,14 +64,22 @@ void box_sum(double* map, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int6
       const int64_t add = i + 1 + hi_h, sub = i - lo_h;
       const double* in_add = add < H ? map + add * W : nullptr;
       const double* in_sub = sub >= 0 ? map + sub * W : nullptr;
+      if (in_add && in_sub) {
 #pragma omp simd
-      for (int64_t j = 0; j < W; ++j) out[j] = a[j] + e[j];
-      if (in_add)
+        for (int64_t j = 0; j < W; ++j) {
+          out[j] = a[j] + e[j];
+          add_exact(a[j], e[j], in_add[j] - in_sub[j]);
+        }
+      } else {
 #pragma omp simd
-        for (int64_t j = 0; j < W; ++j) add_exact(a[j], e[j], in_add[j]);
-      if (in_sub)
+        for (int64_t j = 0; j < W; ++j) out[j] = a[j] + e[j];
+        if (in_add)
 #pragma omp simd
-        for (int64_t j = 0; j < W; ++j) add_exact(a[j], e[j], -in_sub[j]);
+          for (int64_t j = 0; j < W; ++j) add_exact(a[j], e[j], in_add[j]);
+        if (in_sub)
+#pragma omp simd
+          for (int64_t j = 0; j < W; ++j) add_exact(a[j], e[j], -in_sub[j]);
+      }
     }
     src = tmp.data();
   }
@@ -93,10 +102,15 @@ void box_sum(double* map, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int6
         for (int64_t j = 0; j <= first; ++j) add_exact(sum[r], err[r], in[r * W + j]);
       for (int64_t j = 0; j < W; ++j) {
         for (int64_t r = 0; r < rows; ++r) out[r * W + j] = sum[r] + err[r];
-        if (j < full_add)
+        const bool add = j < full_add, sub = j >= lo_w;
+        if (add && sub) {
+          for (int64_t r = 0; r < rows; ++r)
+            add_exact(sum[r], err[r], in[r * W + j + 1 + hi_w] - in[r * W + j - lo_w]);
+        } else if (add) {
           for (int64_t r = 0; r < rows; ++r) add_exact(sum[r], err[r], in[r * W + j + 1 + hi_w]);
-        if (j >= lo_w)
+        } else if (sub) {
           for (int64_t r = 0; r < rows; ++r) add_exact(sum[r], err[r], -in[r * W + j - lo_w]);
+        }
       }
     }
   } else if (src != map) {
