@@ -5,7 +5,8 @@ For every pixel (i, j) the window is rows ``i-(kh-1)//2 .. i+kh//2`` and columns
 clipped to the map. The loop runs over the kh x kw offsets of the window; each offset adds the
 shifted map where the shifted pixel is real. First pass: sum and count -> mean. Second pass:
 sum of squared deviations from that mean -> population variance. No prefix sums, no shifts,
-no E[x^2] - E[x]^2, so nothing cancels.
+no E[x^2] - E[x]^2, so nothing cancels. Everything is plain differentiable tensor code, so
+autograd through :func:`oracle_lcn` gives float64 reference gradients.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _shifted(t: Tensor, di: int, dj: int) -> Tensor:
 
 def oracle_stats(x: Tensor, groups: int, kh: int, kw: int):
     """Window mean and population variance, each (N, G, 1, H, W), float64."""
-    x = x.detach().double()
+    x = x.double()
     n, c, h, w = x.shape
     xg = x.reshape(n, groups, c // groups, h, w)
     ones = torch.ones_like(xg)
@@ -50,24 +51,27 @@ def oracle_stats(x: Tensor, groups: int, kh: int, kw: int):
 
 def oracle_lcn(x: Tensor, groups: int, kh: int, kw: Optional[int] = None,
                weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
-               eps: float = 1e-5) -> Tensor:
-    """LCN output in float64 from :func:`oracle_stats`."""
+               eps: float = 1e-5, detach_stats: bool = False) -> Tensor:
+    """LCN output in float64 from :func:`oracle_stats` (``detach_stats``: no gradient through
+    the window mean and variance, as in the authors' code)."""
     kw = kh if kw is None else kw
     n, c, h, w = x.shape
     mean, var = oracle_stats(x, groups, kh, kw)
-    xg = x.detach().double().reshape(n, groups, c // groups, h, w)
+    if detach_stats:
+        mean, var = mean.detach(), var.detach()
+    xg = x.double().reshape(n, groups, c // groups, h, w)
     y = ((xg - mean) / torch.sqrt(var + eps)).reshape(n, c, h, w)
     if weight is not None:
-        y = y * weight.detach().double().view(1, -1, 1, 1)
+        y = y * weight.double().view(1, -1, 1, 1)
     if bias is not None:
-        y = y + bias.detach().double().view(1, -1, 1, 1)
+        y = y + bias.double().view(1, -1, 1, 1)
     return y
 
 
 def group_norm_formula(x: Tensor, groups: int, eps: float = 1e-5) -> Tensor:
     """GroupNorm written out: two-pass mean and population variance over (C/G, H, W)."""
     n, c, h, w = x.shape
-    xg = x.detach().double().reshape(n, groups, -1)
+    xg = x.double().reshape(n, groups, -1)
     mean = xg.mean(-1, keepdim=True)
     var = ((xg - mean) ** 2).mean(-1, keepdim=True)
     return ((xg - mean) / torch.sqrt(var + eps)).reshape(n, c, h, w)

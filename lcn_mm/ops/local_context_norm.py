@@ -25,6 +25,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from . import gpu, native
 
@@ -261,6 +262,7 @@ class _LocalContextNorm(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # second derivatives would be silently wrong: refuse them
     def backward(ctx, grad_out: Tensor):
         xhat, mu_c, rstd, weight = ctx.saved_tensors
         g, window = ctx.num_groups, ctx.window
@@ -332,6 +334,7 @@ class _KernelLocalContextNorm(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # second derivatives would be silently wrong: refuse them
     def backward(ctx, grad_out: Tensor):
         x, weight, *state = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[1:4]
@@ -349,7 +352,12 @@ def _needs_grad(*tensors: Optional[Tensor]) -> bool:
 
 def _gpu_lcn(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
              window: Tuple[int, int, int, int], eps: float) -> Optional[Tensor]:
-    """LCN through the Triton kernels, in the input's memory format; None if they failed."""
+    """LCN through the Triton kernels, in the input's memory format; None if they failed for
+    this configuration (now or before: one warning, then the fallback for it alone)."""
+    config = (tuple(x.shape), x.dtype, num_groups, window,
+              weight is not None and weight.dtype, bias is not None and bias.dtype)
+    if gpu.failed_before(config):
+        return None
     channels_last = not x.is_contiguous() and x.is_contiguous(
         memory_format=torch.channels_last)
     try:
@@ -357,8 +365,8 @@ def _gpu_lcn(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_gr
                                           window, eps, True)
     except torch.OutOfMemoryError:
         raise
-    except Exception as err:  # a Triton compile/launch failure: warn once, then fall back
-        gpu.disable(err)
+    except Exception as err:  # a Triton compile/launch failure
+        gpu.report_failure(config, err)
         return None
     return y.contiguous(memory_format=torch.channels_last) if channels_last else y
 
