@@ -77,32 +77,34 @@ def group_norm_formula(x: Tensor, groups: int, eps: float = 1e-5) -> Tensor:
     return ((xg - mean) / torch.sqrt(var + eps)).reshape(n, c, h, w)
 
 
-def hard_maps(size: int = 256, seed: int = 0) -> dict:
-    """Float32 inputs that defeat a single shift constant (issue #14), each (1, 2, size, size).
+def hard_maps(size: int = 256, seed: int = 0, width: Optional[int] = None) -> dict:
+    """Float32 inputs that defeat a single shift constant (issue #14), each (1, 2, size,
+    width or size).
 
     Each is a group of two channels (pass ``groups=1``) whose values stay well conditioned
     locally (noise std >= 0.1 wherever the data are not locally constant).
     """
     gen = torch.Generator().manual_seed(seed)
+    h, w = size, width or size
 
     def noise(std: float) -> Tensor:
-        return std * torch.randn(2, size, size, generator=gen, dtype=torch.float64)
+        return std * torch.randn(2, h, w, generator=gen, dtype=torch.float64)
 
-    cols = torch.arange(size)[None, None, :]
-    rows = torch.arange(size)[None, :, None]
-    flat = torch.full((2, size, size), 1e4, dtype=torch.float64)
+    cols = torch.arange(w)[None, None, :]
+    rows = torch.arange(h)[None, :, None]
+    flat = torch.full((2, h, w), 1e4, dtype=torch.float64)
     flat[:, 0, 0] = 0.0                                          # first pixel 0, the rest 1e4
     offset = 1e4 + noise(0.1)
     offset[:, 0, 0] = 0.0
-    step = torch.where(cols < size // 2, 0.0, 1e4) + noise(0.1)  # 0 | 1e4, noise 0.1
-    step_flat = torch.where(cols < size // 2, 0.0, 1e4).double().expand(2, size, size)
-    step_k = torch.where(cols < size // 2, 0.0, 1000.0) + noise(0.1)
+    step = torch.where(cols < w // 2, 0.0, 1e4) + noise(0.1)     # 0 | 1e4, noise 0.1
+    step_flat = torch.where(cols < w // 2, 0.0, 1e4).double().expand(2, h, w)
+    step_k = torch.where(cols < w // 2, 0.0, 1000.0) + noise(0.1)
     nodata = noise(1.0)
-    nodata[:, : size // 2, : size // 2] = -9999.0                # Landsat-style nodata block
-    ramp = torch.linspace(0, 2000, size, dtype=torch.float64)[None, None, :] + noise(0.1)
+    nodata[:, : h // 2, : w // 2] = -9999.0                      # Landsat-style nodata block
+    ramp = torch.linspace(0, 2000, w, dtype=torch.float64)[None, None, :] + noise(0.1)
     outliers = noise(1.0)
     outliers.view(2, -1)[:, ::997] = 1e4                         # scattered outliers
-    rows_step = torch.where(rows < size // 3, -1e4, 1e4) + noise(0.1)
+    rows_step = torch.where(rows < h // 3, -1e4, 1e4) + noise(0.1)
     maps = dict(flat=flat, offset=offset, step=step, step_flat=step_flat, step_1000=step_k,
                 nodata=nodata, ramp=ramp, outliers=outliers, rows_step=rows_step)
     return {k: v.clone().float()[None] for k, v in maps.items()}

@@ -128,21 +128,21 @@ def _box_sum_1d(t: Tensor, dim: int, lo: int, hi: int) -> Tensor:
     prefix = t.new_zeros(shape)
     prefix.narrow(dim, lo + 1, length).copy_(t)
     blocked = prefix.unflatten(dim, (n_blocks, block))
-    inner = dim  # the within-block axis of ``blocked`` (its block index sits just before)
-    blocked.cumsum_(inner)
-    totals = blocked.narrow(inner, block - 1, 1).expand_as(blocked).reshape(shape)
-    out = torch.sub(prefix.narrow(dim, k, length), prefix.narrow(dim, 0, length))
-    i = torch.arange(length, device=t.device)
-    crosses = (i // block != (i + k) // block).to(t.dtype)
-    crosses = crosses if dim == -1 else crosses[:, None]
-    return out.addcmul_(totals.narrow(dim, 0, length), crosses)
+    blocked.cumsum_(dim)  # within each block (the block index sits just before ``dim``)
+    out = t.new_zeros(shape)
+    torch.sub(prefix.narrow(dim, k, shape[dim] - k), prefix.narrow(dim, 0, shape[dim] - k),
+              out=out.narrow(dim, 0, shape[dim] - k))
+    # The last k positions of each block have windows that end in the next block.
+    out.unflatten(dim, (n_blocks, block)).narrow(dim, block - k, k).add_(
+        blocked.narrow(dim, block - 1, 1))
+    return out.narrow(dim, 0, length)
 
 
 def _box_sum_maps(maps: Tensor, window: Tuple[int, int, int, int]) -> None:
     """In-place clipped box sums of each map ``maps[i]`` over the last two dims.
 
-    One map and one axis at a time, so the only temporary is one map: the PyTorch path then
-    needs about three times its input in extra memory whatever the group size.
+    One map and one axis at a time, so the only temporaries are two maps (the blocked prefix
+    sums and the window sums).
     """
     lo_h, hi_h, lo_w, hi_w = window
     for m in maps:
