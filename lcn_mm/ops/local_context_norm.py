@@ -112,7 +112,8 @@ def _box_sum_1d(t: Tensor, dim: int, lo: int, hi: int) -> Tensor:
     sum ``P``. The window of output ``i`` is padded positions ``(i, i + k]``: ``P[i + k] - P[i]``
     plus the total of ``i``'s block when the window crosses into the next block. Whole-line
     prefix sums would instead subtract two numbers as large as the line's total.
-    Assumes ``0 <= lo, hi <= L - 1`` (larger reaches select the same pixels).
+    ``t`` is overwritten with the result. Assumes ``0 <= lo, hi <= L - 1`` (larger reaches
+    select the same pixels).
     """
     length = t.shape[dim]
     if lo == 0 and hi == 0:
@@ -125,24 +126,31 @@ def _box_sum_1d(t: Tensor, dim: int, lo: int, hi: int) -> Tensor:
     n_blocks = -(-(length + k) // block)
     shape = list(t.shape)
     shape[dim] = n_blocks * block
-    prefix = t.new_zeros(shape)
+    prefix = t.new_empty(shape)
+    prefix.narrow(dim, 0, lo + 1).zero_()
     prefix.narrow(dim, lo + 1, length).copy_(t)
+    prefix.narrow(dim, lo + 1 + length, shape[dim] - lo - 1 - length).zero_()
     blocked = prefix.unflatten(dim, (n_blocks, block))
     blocked.cumsum_(dim)  # within each block (the block index sits just before ``dim``)
-    out = t.new_zeros(shape)
-    torch.sub(prefix.narrow(dim, k, shape[dim] - k), prefix.narrow(dim, 0, shape[dim] - k),
-              out=out.narrow(dim, 0, shape[dim] - k))
-    # The last k positions of each block have windows that end in the next block.
-    out.unflatten(dim, (n_blocks, block)).narrow(dim, block - k, k).add_(
-        blocked.narrow(dim, block - 1, 1))
-    return out.narrow(dim, 0, length)
+    torch.sub(prefix.narrow(dim, k, length), prefix.narrow(dim, 0, length), out=t)
+    # The last k positions of each block have windows that end in the next block: add the
+    # block's total there (whole blocks, then the partial last one).
+    totals = blocked.narrow(dim, block - 1, 1)
+    full = length // block
+    if full:
+        t.narrow(dim, 0, full * block).unflatten(dim, (full, block)).narrow(
+            dim, block - k, k).add_(totals.narrow(dim - 1, 0, full))
+    rest = length - full * block
+    if rest > block - k:
+        t.narrow(dim, full * block + block - k, rest - block + k).add_(
+            totals.select(dim - 1, full))
+    return t
 
 
 def _box_sum_maps(maps: Tensor, window: Tuple[int, int, int, int]) -> None:
     """In-place clipped box sums of each map ``maps[i]`` over the last two dims.
 
-    One map and one axis at a time, so the only temporaries are two maps (the blocked prefix
-    sums and the window sums).
+    One map and one axis at a time, so the only temporary is one map (the blocked prefix sums).
     """
     lo_h, hi_h, lo_w, hi_w = window
     for m in maps:
