@@ -2,7 +2,9 @@
 
 Each round times forward+backward of ``local_context_norm`` in a fresh process per checkout,
 alternating A and B so that machine noise hits both; prints per-shape medians and the ratio
-B/A, and writes the raw per-round times as JSON.
+B/A, and writes the raw per-round times as JSON. With one thread the time is the thread's CPU
+time (``time.thread_time``), which other processes on a shared machine disturb less than wall
+time; ``--pure`` times the pure-PyTorch path instead of the fused CPU kernel.
 
     git archive <baseline-commit> lcn_mm | tar -x -C /tmp/lcn_base
     python tools/ab_lcn_speed.py /tmp/lcn_base . --rounds 7 --out docs/results/ab.json
@@ -28,8 +30,13 @@ import json, sys, time, torch
 sys.path.insert(0, sys.argv[1])
 import lcn_mm.ops as ops
 from lcn_mm.ops import native
-assert native.library() is not None, 'kernels not built'
-torch.set_num_threads(int(sys.argv[2]))
+if sys.argv[5] == 'pure':
+    native.supports = lambda x: False
+else:
+    assert native.library() is not None, 'kernels not built'
+threads = int(sys.argv[2])
+torch.set_num_threads(threads)
+clock = time.thread_time if threads == 1 else time.perf_counter
 reps = int(sys.argv[3])
 out = {}
 for label, shape, g, k in json.loads(sys.argv[4]):
@@ -43,7 +50,7 @@ for label, shape, g, k in json.loads(sys.argv[4]):
     step()
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
+        t0 = clock(); step(); times.append(clock() - t0)
     out[label] = min(times)
 print(json.dumps(out))
 '''
@@ -56,6 +63,7 @@ def main() -> None:
     ap.add_argument('--rounds', type=int, default=5)
     ap.add_argument('--reps', type=int, default=3, help='timed steps per process (min taken)')
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--pure', action='store_true', help='time the pure-PyTorch path')
     ap.add_argument('--out', type=Path)
     args = ap.parse_args()
     cases = json.dumps(CASES)
@@ -63,7 +71,8 @@ def main() -> None:
     for r in range(args.rounds):
         for tag, root in (('A', args.baseline), ('B', args.candidate)):
             res = subprocess.run([sys.executable, '-c', CHILD, str(root.resolve()),
-                                  str(args.threads), str(args.reps), cases],
+                                  str(args.threads), str(args.reps), cases,
+                                  'pure' if args.pure else 'kernel'],
                                  capture_output=True, text=True, check=True)
             raw[tag].append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(f'round {r + 1}/{args.rounds} done', file=sys.stderr, flush=True)
@@ -77,6 +86,7 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(dict(command=' '.join(sys.argv), threads=args.threads,
+                                            path='pure' if args.pure else 'cpu_kernel',
                                             rounds=args.rounds, reps=args.reps, raw=raw,
                                             summary=rows), indent=1))
 
