@@ -9,11 +9,13 @@ How it is computed (see ``docs/lcn.md``):
 1. Reduce over the channel group first: per pixel, the group mean ``m`` and the population
    variance ``v`` of its ``cpg`` channels (one read of ``x``, Welford inside ``var_mean``).
 2. Shift ``m`` by a per-(n, g) constant ``c`` and box-filter the two per-pixel maps
-   ``m - c`` and ``v + (m - c)**2`` with separable prefix sums in float64. The maps are
-   ``cpg`` times smaller than ``x``; prefix sums make the cost independent of the window, and
-   float64 after a shift avoids the cancellation of ``E[x**2] - E[x]**2`` that makes float32
-   integral images return negative variances.
-3. ``xhat = (x - mu) * rstd`` and ``y = weight * xhat + bias`` in the compute dtype.
+   ``m - c`` and ``v + (m - c)**2`` with separable prefix sums in float64, restarted every
+   block of ``max(k, 32)`` elements so that no sum grows with the map. The maps are ``cpg``
+   times smaller than ``x``; prefix sums make the cost independent of the window, and float64
+   after a shift avoids the cancellation of ``E[x**2] - E[x]**2`` that makes float32 integral
+   images return negative variances.
+3. ``xhat = (x - mu) * rstd`` (``m - mu`` formed in float64) and ``y = weight * xhat + bias``
+   in the compute dtype.
 
 The backward pass is again two box sums (with the window reflected), written in a custom
 ``autograd.Function`` that saves only ``xhat`` and two per-group maps.
@@ -326,9 +328,10 @@ class _KernelLocalContextNorm(torch.autograd.Function):
     (CUDA, Triton).
 
     A backend's ``forward`` returns ``(y, *state)`` and its ``backward`` takes that state
-    back: besides ``x``, the maps of ``mu - K`` and rstd (``2 / cpg`` of x's size), which the
-    CPU kernels keep only for groups of 4+ channels (smaller groups recompute them, so that
-    the saved bytes stay within 1.5x GroupNorm's) and only when a backward pass can follow.
+    back: besides ``x``, the maps of the window mean (float64) and rstd, which the CPU kernels
+    keep only for groups of ``native.KEEP_STATS_MIN_CPG``+ channels (smaller groups recompute
+    them, so that the saved bytes stay within 1.5x GroupNorm's) and only when a backward pass
+    can follow.
     """
 
     @staticmethod
