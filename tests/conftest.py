@@ -1,4 +1,5 @@
-"""Make ``tests/helpers`` importable as ``helpers`` (pytest runs in importlib mode)."""
+"""Make ``tests/helpers`` importable as ``helpers`` and ``tests/oracle.py`` (the independent
+LCN oracle) as ``oracle``, from any test folder (pytest runs in importlib mode)."""
 import sys
 from pathlib import Path
 

@@ -9,11 +9,13 @@ How it is computed (see ``docs/lcn.md``):
 1. Reduce over the channel group first: per pixel, the group mean ``m`` and the population
    variance ``v`` of its ``cpg`` channels (one read of ``x``, Welford inside ``var_mean``).
 2. Shift ``m`` by a per-(n, g) constant ``c`` and box-filter the two per-pixel maps
-   ``m - c`` and ``v + (m - c)**2`` with separable prefix sums in float64. The maps are
-   ``cpg`` times smaller than ``x``; prefix sums make the cost independent of the window, and
-   float64 after a shift avoids the cancellation of ``E[x**2] - E[x]**2`` that makes float32
-   integral images return negative variances.
-3. ``xhat = (x - mu) * rstd`` and ``y = weight * xhat + bias`` in the compute dtype.
+   ``m - c`` and ``v + (m - c)**2`` with separable prefix sums in float64, restarted every
+   block of ``max(k, 32)`` elements so that no sum grows with the map. The maps are ``cpg``
+   times smaller than ``x``; prefix sums make the cost independent of the window, and float64
+   after a shift avoids the cancellation of ``E[x**2] - E[x]**2`` that makes float32 integral
+   images return negative variances.
+3. ``xhat = (x - mu) * rstd`` (``m - mu`` formed in float64) and ``y = weight * xhat + bias``
+   in the compute dtype.
 
 The backward pass is again two box sums (with the window reflected), written in a custom
 ``autograd.Function`` that saves only ``xhat`` and two per-group maps.
@@ -25,6 +27,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from . import gpu, native
 
@@ -95,53 +98,61 @@ def _window_counts(length: int, lo: int, hi: int, device: torch.device,
     return ((i + hi).clamp(max=length - 1) - (i - lo).clamp(min=0) + 1).to(dtype)
 
 
+#: Prefix sums restart every ``max(window, _BLOCK)`` elements: a window then spans at most two
+#: blocks, and no partial sum is larger than one block's, so the rounding error of a window
+#: sum is ~u * block * max|value| (u = 2^-53) whatever the length of the line.
+_BLOCK = 32
+
+
 def _box_sum_1d(t: Tensor, dim: int, lo: int, hi: int) -> Tensor:
-    """Clipped box sum over ``[i - lo, i + hi]`` along ``dim`` (negative), O(1) per element.
+    """Clipped box sum over ``[i - lo, i + hi]`` along ``dim`` (-1 or -2), O(1) per element.
 
     The adjoint (for the backward pass) is the same sum with ``lo`` and ``hi`` swapped.
 
-    With inclusive prefix sums ``P``: ``P[min(i+hi, L-1)] - P[i-lo-1]`` (no second term when
-    i-lo-1 < 0), written as one slice operation per border region, so the work does not depend
-    on the window. ``t`` is overwritten. Assumes ``0 <= lo, hi <= L - 1`` (larger reaches
+    Blocked prefix sums: ``t`` is zero-padded by ``lo + 1`` in front (so clipping is automatic)
+    and cut into blocks of ``B >= k = lo + hi + 1`` elements, each with its own inclusive prefix
+    sum ``P``. The window of output ``i`` is padded positions ``(i, i + k]``: ``P[i + k] - P[i]``
+    plus the total of ``i``'s block when the window crosses into the next block. Whole-line
+    prefix sums would instead subtract two numbers as large as the line's total.
+    ``t`` is overwritten with the result. Assumes ``0 <= lo, hi <= L - 1`` (larger reaches
     select the same pixels).
     """
     length = t.shape[dim]
     if lo == 0 and hi == 0:
         return t
     if lo == length - 1 and hi == length - 1:
-        # Every window is the whole axis: a plain sum, broadcast back.
+        # Every window is the whole axis: a plain (pairwise) sum, broadcast back.
         return t.sum(dim, keepdim=True).expand_as(t).contiguous()
-    prefix = t.cumsum_(dim)
-    out = torch.empty_like(t)
-    first_lower, last_upper = lo + 1, length - hi  # i >= first_lower: subtract; i < last_upper: P[i+hi]
-
-    def part(start: int, stop: int) -> Tensor:
-        return out.narrow(dim, start, stop - start)
-
-    def upper(start: int, stop: int) -> Tensor:
-        return prefix.narrow(dim, start + hi, stop - start)
-
-    def lower(start: int, stop: int) -> Tensor:
-        return prefix.narrow(dim, start - lo - 1, stop - start)
-
-    last = prefix.narrow(dim, length - 1, 1)
-    if first_lower <= last_upper:
-        part(0, first_lower).copy_(upper(0, first_lower))
-        torch.sub(upper(first_lower, last_upper), lower(first_lower, last_upper),
-                  out=part(first_lower, last_upper))
-        torch.sub(last, lower(last_upper, length), out=part(last_upper, length))
-    else:
-        part(0, last_upper).copy_(upper(0, last_upper))
-        part(last_upper, first_lower).copy_(last.expand_as(part(last_upper, first_lower)))
-        torch.sub(last, lower(first_lower, length), out=part(first_lower, length))
-    return out
+    k = lo + hi + 1
+    block = max(k, _BLOCK)
+    n_blocks = -(-(length + k) // block)
+    shape = list(t.shape)
+    shape[dim] = n_blocks * block
+    prefix = t.new_empty(shape)
+    prefix.narrow(dim, 0, lo + 1).zero_()
+    prefix.narrow(dim, lo + 1, length).copy_(t)
+    prefix.narrow(dim, lo + 1 + length, shape[dim] - lo - 1 - length).zero_()
+    blocked = prefix.unflatten(dim, (n_blocks, block))
+    blocked.cumsum_(dim)  # within each block (the block index sits just before ``dim``)
+    torch.sub(prefix.narrow(dim, k, length), prefix.narrow(dim, 0, length), out=t)
+    # The last k positions of each block have windows that end in the next block: add the
+    # block's total there (whole blocks, then the partial last one).
+    totals = blocked.narrow(dim, block - 1, 1)
+    full = length // block
+    if full:
+        t.narrow(dim, 0, full * block).unflatten(dim, (full, block)).narrow(
+            dim, block - k, k).add_(totals.narrow(dim - 1, 0, full))
+    rest = length - full * block
+    if rest > block - k:
+        t.narrow(dim, full * block + block - k, rest - block + k).add_(
+            totals.select(dim - 1, full))
+    return t
 
 
 def _box_sum_maps(maps: Tensor, window: Tuple[int, int, int, int]) -> None:
     """In-place clipped box sums of each map ``maps[i]`` over the last two dims.
 
-    One map and one axis at a time, so the only temporary is one map: the PyTorch path then
-    needs about three times its input in extra memory whatever the group size.
+    One map and one axis at a time, so the only temporary is one map (the blocked prefix sums).
     """
     lo_h, hi_h, lo_w, hi_w = window
     for m in maps:
@@ -199,25 +210,34 @@ def _eager_forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], 
         squares = xhat * xhat
     sq_px = _group_sum(squares, ones) if cpg > 1 else None
     del squares
+    # ``mean_px`` is the group mean rounded to cdt; the mean of ``x - mean_px`` is that rounding
+    # (half an ulp of |m|, 5e-4 at 1e4 in float32), which would otherwise shift the window mean.
+    resid = _group_sum(xhat, ones).div_(cpg) if cpg > 1 and cdt != torch.float64 else None
     # 2. Window statistics in float64 after a per-(n, g) shift (maps are cpg x smaller).
     #    Layout (2, N, G, 1, H, W) keeps each map contiguous.
     shift = mean_px.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64)
     stats = mean_px.new_empty((2, n, g, 1, h, w), dtype=torch.float64)
     torch.sub(mean_px, shift, out=stats[0])
-    centred_px = stats[0].to(cdt, copy=True)  # the box sum overwrites ``stats``
+    centred_px = stats[0].clone()  # mean_px - c in float64 (the box sum overwrites ``stats``)
+    if resid is not None:
+        stats[0].add_(resid)  # the exact group mean m - c
     torch.mul(stats[0], stats[0], out=stats[1])
-    if sq_px is not None:
+    if sq_px is not None:  # M2 / cpg = mean of (x - mean_px)^2 - resid^2
         stats[1].add_(sq_px, alpha=1.0 / cpg)
-    del mean_px, sq_px
+    if resid is not None:
+        stats[1].addcmul_(resid, resid, value=-1)
+    del mean_px, sq_px, resid
     _box_sum_maps(stats, window)
     stats.div_(_counts(h, w, window, x.device))
-    mu_c = stats[0].to(cdt)
+    mu_c = stats[0].clone()  # float64: in cdt, its rounding (half an ulp of |mu - c|) would
+    # reach every output through x - mu
     var = stats[1].addcmul_(stats[0], stats[0], value=-1).clamp_(min=0)
     rstd = var.add_(eps).rsqrt_().to(cdt)
     del stats
-    # 3. xhat = (x - m + (m - c) - (mu - c)) * rstd in one in-place pass, then the
-    #    per-channel affine transform.
-    torch.addcmul(centred_px.sub_(mu_c).mul_(rstd), xhat, rstd, out=xhat)
+    # 3. xhat = (x - mean_px + (mean_px - c) - (mu - c)) * rstd in one in-place pass
+    #    (mean_px - mu is formed in float64 per pixel, so only the small result is rounded),
+    #    then the per-channel affine transform.
+    torch.addcmul(centred_px.sub_(mu_c).to(cdt).mul_(rstd), xhat, rstd, out=xhat)
     y = y_out.view(n, g, cpg, h, w) if keep_xhat else xhat
     w5 = weight.to(cdt).view(1, g, cpg, 1, 1) if weight is not None else None
     b5 = bias.to(cdt).view(1, g, cpg, 1, 1) if bias is not None else None
@@ -252,6 +272,7 @@ class _LocalContextNorm(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # second derivatives would be silently wrong: refuse them
     def backward(ctx, grad_out: Tensor):
         xhat, mu_c, rstd, weight = ctx.saved_tensors
         g, window = ctx.num_groups, ctx.window
@@ -307,9 +328,10 @@ class _KernelLocalContextNorm(torch.autograd.Function):
     (CUDA, Triton).
 
     A backend's ``forward`` returns ``(y, *state)`` and its ``backward`` takes that state
-    back: besides ``x``, the maps of ``mu - K`` and rstd (``2 / cpg`` of x's size), which the
-    CPU kernels keep only for groups of 4+ channels (smaller groups recompute them, so that
-    the saved bytes stay within 1.5x GroupNorm's) and only when a backward pass can follow.
+    back: besides ``x``, the maps of the window mean (float64) and rstd, which the CPU kernels
+    keep only for groups of ``native.KEEP_STATS_MIN_CPG``+ channels (smaller groups recompute
+    them, so that the saved bytes stay within 1.5x GroupNorm's) and only when a backward pass
+    can follow.
     """
 
     @staticmethod
@@ -323,6 +345,7 @@ class _KernelLocalContextNorm(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # second derivatives would be silently wrong: refuse them
     def backward(ctx, grad_out: Tensor):
         x, weight, *state = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[1:4]
@@ -340,7 +363,12 @@ def _needs_grad(*tensors: Optional[Tensor]) -> bool:
 
 def _gpu_lcn(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
              window: Tuple[int, int, int, int], eps: float) -> Optional[Tensor]:
-    """LCN through the Triton kernels, in the input's memory format; None if they failed."""
+    """LCN through the Triton kernels, in the input's memory format; None if they failed for
+    this configuration (now or before: one warning, then the fallback for it alone)."""
+    config = (tuple(x.shape), x.dtype, num_groups, window,
+              weight is not None and weight.dtype, bias is not None and bias.dtype)
+    if gpu.failed_before(config):
+        return None
     channels_last = not x.is_contiguous() and x.is_contiguous(
         memory_format=torch.channels_last)
     try:
@@ -348,8 +376,8 @@ def _gpu_lcn(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_gr
                                           window, eps, True)
     except torch.OutOfMemoryError:
         raise
-    except Exception as err:  # a Triton compile/launch failure: warn once, then fall back
-        gpu.disable(err)
+    except Exception as err:  # a Triton compile/launch failure
+        gpu.report_failure(config, err)
         return None
     return y.contiguous(memory_format=torch.channels_last) if channels_last else y
 
@@ -376,6 +404,10 @@ def _group_norm(x: Tensor, num_groups: int, weight: Optional[Tensor], bias: Opti
         memory_format=fmt)
 
 
+def _like(p: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+    return None if p is None else p.to(x.dtype)
+
+
 def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
                        weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
                        eps: float = 1e-5, detach_stats: bool = False) -> Tensor:
@@ -386,7 +418,12 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
             everything else in float32 (also under autocast), and the result has ``x.dtype``.
         num_groups: number of groups of consecutive channels; must divide C.
         window_size: ``k`` or ``(kh, kw)``, each >= 1; even sizes and sizes larger than the
-            map are allowed (the window is clipped to real pixels).
+            map are allowed (the window is clipped to real pixels). The window of pixel
+            ``(i, j)`` is rows ``i - (kh-1)//2 .. i + kh//2`` (columns likewise), so every
+            window is the whole map, and LCN equals GroupNorm, exactly when
+            ``kh >= 2H - 1`` and ``kw >= 2W - 1``. For ``H <= kh < 2H - 1`` border pixels
+            still see part of the map only, so LCN is not GroupNorm there (the authors' code
+            switches to GroupNorm already at ``k >= H``; this op does not).
         weight, bias: optional per-channel affine parameters of shape (C,).
         eps: added to the variance, > 0.
         detach_stats: if True, no gradient flows through the window mean and variance
@@ -395,14 +432,13 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
     _check_args(x, num_groups, weight, bias, eps)
     kh, kw = normalize_window_size(window_size)
     _, _, h, w = x.shape
-    group_size = x.shape[1] // num_groups * h * w
     with torch.autocast(device_type=x.device.type, enabled=False):
         if x.shape[0] == 0:
-            return _group_norm(x, num_groups, weight, bias, eps)
-        if not detach_stats and kh >= 2 * h - 1 and kw >= 2 * w - 1 and group_size > 1:
-            # Every clipped window is the whole map: exactly GroupNorm (population variance).
-            # (F.group_norm refuses groups of one value; the paths below give x - mean = 0.)
-            return _group_norm(x, num_groups, weight, bias, eps)
+            return _group_norm(x, num_groups, _like(weight, x), _like(bias, x), eps)
+        # A window covering the whole map (kh >= 2H-1 and kw >= 2W-1) is GroupNorm, but it
+        # runs through the same kernels as any other window rather than F.group_norm: same
+        # arguments accepted (F.group_norm refuses mixed dtypes and groups of one value) and
+        # the same accuracy (float32 GroupNorm loses ~1e-3 at a 1e4 offset).
         window = window_reach(h, w, kh, kw)
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()  # e.g. a strided slice: both paths need a group-splittable view

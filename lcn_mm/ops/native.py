@@ -2,9 +2,10 @@
 
 The kernels use no PyTorch headers, so the build takes seconds with the system C++ compiler.
 The library is cached under ``$LCN_MM_CACHE`` (default ``~/.cache/lcn_mm``), keyed by the
-source, the compiler command and the CPU, and written atomically. When no compiler works, LCN
-falls back to the pure-PyTorch implementation with one warning. ``LCN_MM_NATIVE=0`` turns the
-kernels off.
+source, the compiler command and the CPU, written atomically with mode 0755, and rebuilt when
+the cached file does not load (empty, corrupt, stale); an unwritable cache builds into a
+private temporary folder. When no compiler works, LCN falls back to the pure-PyTorch
+implementation with one warning. ``LCN_MM_NATIVE=0`` turns the kernels off.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from torch import Tensor
 
 _SOURCE = Path(__file__).with_name('csrc') / 'lcn_cpu.cpp'
 _FLAGS = ['-O3', '-march=native', '-fno-math-errno', '-fopenmp', '-shared', '-fPIC', '-std=c++17']
-_ABI_VERSION = 3  # must match lcn_abi_version() in the source: the argument lists below
+_ABI_VERSION = 4  # must match lcn_abi_version() in the source: the argument lists below
 _lib: Optional[ctypes.CDLL] = None
 _load_failed = False
 
@@ -40,26 +41,53 @@ def _cpu_id() -> str:
     return '\n'.join(sorted(set(lines)))
 
 
-def _build(compiler: str) -> Path:
-    source = _SOURCE.read_bytes()
+def _target(compiler: str) -> Path:
+    """The cached library's path: keyed by source, compiler command, CPU and machine."""
     key = hashlib.sha256(b'\0'.join([
-        source, ' '.join([compiler] + _FLAGS).encode(), _cpu_id().encode(),
+        _SOURCE.read_bytes(), ' '.join([compiler] + _FLAGS).encode(), _cpu_id().encode(),
         platform.machine().encode()])).hexdigest()[:16]
     cache = Path(os.environ.get('LCN_MM_CACHE', Path.home() / '.cache' / 'lcn_mm'))
-    target = cache / f'liblcn_cpu_{key}.so'
-    if target.exists():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.so', dir=cache)
+    return cache / f'liblcn_cpu_{key}.so'
+
+
+def _compile(compiler: str, target: Path) -> Path:
+    """Build into ``target`` atomically (a temporary file in the same folder, then a rename:
+    concurrent builders never see a partial file). If that folder cannot be written, build
+    into a private temporary folder instead."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix='.so.tmp', dir=target.parent)
+    except OSError:
+        target = Path(tempfile.mkdtemp(prefix='lcn_mm-')) / target.name
+        fd, tmp = tempfile.mkstemp(suffix='.so.tmp', dir=target.parent)
     os.close(fd)
     try:
         subprocess.run([compiler, *_FLAGS, str(_SOURCE), '-o', tmp], check=True,
                        capture_output=True, text=True, timeout=300)
-        os.replace(tmp, target)  # atomic: concurrent builders never see a partial file
+        os.chmod(tmp, 0o755)  # mkstemp made it 0600: others sharing the cache must read it
+        os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def _open(compiler: str) -> ctypes.CDLL:
+    """The cached library, or a fresh build when it is missing, empty, corrupt or stale (the
+    bad file is replaced, so later processes heal too)."""
+    target = _target(compiler)
+    if target.exists():
+        try:
+            return _load(target)
+        except (OSError, RuntimeError):
+            pass  # truncated/garbage file or another ABI: rebuild over it
+    return _load(_compile(compiler, target))
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    _declare(lib)
+    return lib
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -88,9 +116,7 @@ def library() -> Optional[ctypes.CDLL]:
     try:
         if compiler is None:
             raise RuntimeError('no C++ compiler found (set CXX)')
-        lib = ctypes.CDLL(str(_build(compiler)))
-        _declare(lib)
-        _lib = lib
+        _lib = _open(compiler)
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
         detail = getattr(err, 'stderr', '') or err
         warnings.warn(f'lcn_mm: could not build the fused CPU kernels ({detail}); using the '
@@ -109,9 +135,10 @@ def _p(t: Optional[Tensor]) -> Optional[int]:
     return None if t is None else t.data_ptr()
 
 
-#: Smallest group size whose statistics the forward pass keeps for the backward pass: the two
-#: maps cost 2/cpg of x (at most 1.5x GroupNorm's saved bytes); smaller groups recompute them.
-KEEP_STATS_MIN_CPG = 4
+#: Smallest group size whose statistics the forward pass keeps for the backward pass: the maps
+#: (mu in float64, rstd in x's dtype) cost 3/cpg of a float32 x, so from 6 channels per group
+#: at most 1.5x GroupNorm's saved bytes; smaller groups recompute them.
+KEEP_STATS_MIN_CPG = 6
 
 
 def forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
@@ -119,13 +146,14 @@ def forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_gro
             ) -> Tuple[Tensor, ...]:
     """``(y, *state)``: LCN of a contiguous float32/float64 CPU tensor;
     ``window = (lo_h, hi_h, lo_w, hi_w)``. With ``keep_state`` and groups of at least
-    ``KEEP_STATS_MIN_CPG`` channels, ``state`` is the (N, G, H, W) maps of mu - K and rstd
-    (in x's dtype), which spare the backward pass recomputing the window statistics."""
+    ``KEEP_STATS_MIN_CPG`` channels, ``state`` is the (N, G, H, W) maps of mu (float64:
+    rounding it to float32 would cost half an ulp of |mu| in every x - mu) and rstd (x's
+    dtype), which spare the backward pass recomputing the window statistics."""
     n, c, h, w = x.shape
     y = torch.empty_like(x)
     keep = keep_state and c // num_groups >= KEEP_STATS_MIN_CPG
-    mu = x.new_empty((n, num_groups, h, w)) if keep else None
-    rstd = torch.empty_like(mu) if keep else None
+    mu = x.new_empty((n, num_groups, h, w), dtype=torch.float64) if keep else None
+    rstd = x.new_empty((n, num_groups, h, w)) if keep else None
     weight = None if weight is None else weight.detach().to(x.dtype).contiguous()
     bias = None if bias is None else bias.detach().to(x.dtype).contiguous()
     fn = library().lcn_forward_f32 if x.dtype == torch.float32 else library().lcn_forward_f64

@@ -16,10 +16,22 @@ import triton.language as tl
 
 @triton.jit
 def _group_shift(x_ptr, base, HW, cpg, CPG_P2: tl.constexpr):
-    """Per-plane shift: the group mean at pixel 0 (any value near the data would do)."""
+    """Per-plane shift (float64): the group mean over 16 evenly spaced pixels, so that one
+    outlying pixel cannot put it far from the data (the squares summed are (m - k)^2)."""
     ch = tl.arange(0, CPG_P2)
-    v = tl.load(x_ptr + base + ch.to(tl.int64) * HW, mask=ch < cpg, other=0.0)
-    return tl.sum(v.to(tl.float32), axis=0) / cpg
+    pix = tl.minimum(tl.arange(0, 16) * tl.maximum(HW // 16, 1), HW - 1)
+    v = tl.load(x_ptr + base + ch.to(tl.int64)[:, None] * HW + pix[None, :],
+                mask=(ch < cpg)[:, None], other=0.0)
+    return tl.sum(tl.sum(v.to(tl.float64), axis=1), axis=0) / (cpg * 16)
+
+
+@triton.jit
+def _split_mean(k, mu):
+    """mu - k (float64) as hi + lo in float32: ``(x - hi) - lo`` is x - mu with one rounding of
+    the small result, where ``x - float32(mu)`` would carry half an ulp of |mu| (5e-4 at 1e4)."""
+    m = k + mu
+    hi = m.to(tl.float32)
+    return hi, (m - hi.to(tl.float64)).to(tl.float32)
 
 
 @triton.jit
@@ -30,14 +42,17 @@ def _window_count(i, length, lo, hi):
 
 
 @triton.jit
-def _pixel_sums_kernel(x_ptr, maps_ptr, C, HW, G, cpg,
+def _pixel_sums_kernel(x_ptr, maps_ptr, C, HW, G, cpg, NBLK,
                        CPG_P2: tl.constexpr, BLOCK: tl.constexpr):
-    """maps[ng, 0] = sum_c (x - k), maps[ng, 1] = sum_c (x - k)^2 per pixel, in float64."""
-    ng = tl.program_id(0)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    """maps[ng, 0] = sum_c (x - k), maps[ng, 1] = sum_c (x - k)^2 per pixel, in float64.
+
+    All kernels over pixels use a 1-D grid of (N*G) x NBLK programs: CUDA allows 2^31 - 1
+    programs along x but only 65535 along y, fewer than a 8192 x 8192 map's blocks."""
+    ng = tl.program_id(0) // NBLK
+    offs = (tl.program_id(0) % NBLK) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
     base = ((ng // G) * C + (ng % G) * cpg).to(tl.int64) * HW
-    k = _group_shift(x_ptr, base, HW, cpg, CPG_P2).to(tl.float64)
+    k = _group_shift(x_ptr, base, HW, cpg, CPG_P2)
     s1 = tl.zeros([BLOCK], tl.float64)
     s2 = tl.zeros([BLOCK], tl.float64)
     ptr = x_ptr + base + offs
@@ -65,8 +80,8 @@ def _box_kernel(src_ptr, dst_ptr, mu_ptr, r_ptr, out0_ptr, out1_ptr,
     behind): one pass over the line whatever the window, in float64.
 
     MODE 0 writes the two box sums to ``dst`` (same layout). MODE 1 (forward, columns)
-    turns them into the window mean minus the shift and rstd (float32 maps ``out0``,
-    ``out1``); ``L2, lo2, hi2`` describe the other axis for the pixel counts. MODE 2
+    turns them into the window mean minus the shift (float64 map ``out0``) and rstd (float32
+    map ``out1``); ``L2, lo2, hi2`` describe the other axis for the pixel counts. MODE 2
     (backward, columns) writes ``out0 = box(beta) / r`` and ``out1 = box(alpha) + mu * box(beta)``.
     """
     lines = tl.program_id(0) * BLINES + tl.arange(0, BLINES)
@@ -110,7 +125,7 @@ def _box_kernel(src_ptr, dst_ptr, mu_ptr, r_ptr, out0_ptr, out1_ptr,
             var = tl.maximum(run1 / count - mean * mean, 0.0)
             rstd = 1.0 / tl.sqrt(var + eps)
             p_out = pix_base[:, None] + e_off
-            tl.store(out0_ptr + p_out, mean.to(tl.float32), mask=m_out)
+            tl.store(out0_ptr + p_out, mean, mask=m_out)
             tl.store(out1_ptr + p_out, rstd.to(tl.float32), mask=m_out)
         else:
             p_out = pix_base[:, None] + e_off
@@ -121,21 +136,21 @@ def _box_kernel(src_ptr, dst_ptr, mu_ptr, r_ptr, out0_ptr, out1_ptr,
 
 
 @triton.jit
-def _normalize_kernel(x_ptr, y_ptr, w_ptr, b_ptr, mu_ptr, r_ptr, C, HW, G, cpg,
+def _normalize_kernel(x_ptr, y_ptr, w_ptr, b_ptr, mu_ptr, r_ptr, C, HW, G, cpg, NBLK,
                       HAS_W: tl.constexpr, HAS_B: tl.constexpr,
                       CPG_P2: tl.constexpr, BLOCK: tl.constexpr):
-    """y = ((x - k) - (mu - k)) * rstd * weight + bias."""
-    ng = tl.program_id(0)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    """y = ((x - hi) - lo) * rstd * weight + bias with hi + lo = mu."""
+    ng = tl.program_id(0) // NBLK
+    offs = (tl.program_id(0) % NBLK) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
     base = ((ng // G) * C + (ng % G) * cpg).to(tl.int64) * HW
     k = _group_shift(x_ptr, base, HW, cpg, CPG_P2)
-    mu = tl.load(mu_ptr + ng.to(tl.int64) * HW + offs, mask=mask, other=0.0)
+    hi, lo = _split_mean(k, tl.load(mu_ptr + ng.to(tl.int64) * HW + offs, mask=mask, other=0.0))
     r = tl.load(r_ptr + ng.to(tl.int64) * HW + offs, mask=mask, other=0.0)
     ch = (ng % G) * cpg
     offs64 = base + offs
     for c in range(cpg):
-        v = ((tl.load(x_ptr + offs64, mask=mask, other=0.0).to(tl.float32) - k) - mu) * r
+        v = ((tl.load(x_ptr + offs64, mask=mask, other=0.0).to(tl.float32) - hi) - lo) * r
         if HAS_W:
             v = v * tl.load(w_ptr + ch + c)
         if HAS_B:
@@ -146,14 +161,14 @@ def _normalize_kernel(x_ptr, y_ptr, w_ptr, b_ptr, mu_ptr, r_ptr, C, HW, G, cpg,
 
 @triton.jit
 def _backward_sums_kernel(x_ptr, dy_ptr, w_ptr, mu_ptr, r_ptr, maps_ptr, pw_ptr, pb_ptr,
-                          C, HW, G, cpg, H, W, lo_h, hi_h, lo_w, hi_w,
+                          C, HW, G, cpg, H, W, lo_h, hi_h, lo_w, hi_w, NBLK,
                           HAS_W: tl.constexpr, NEED_MAPS: tl.constexpr, NEED_W: tl.constexpr,
                           NEED_B: tl.constexpr, CPG_P2: tl.constexpr, BLOCK: tl.constexpr):
     """Per-pixel A = sum_c gamma*dy and B = sum_c gamma*dy*xhat turned into the maps
     beta = -r^2 B / n and alpha = -r A / n - (mu - k) beta (float64), plus this block's
     partial sums of dy*xhat and dy per channel (for the weight and bias gradients)."""
-    ng = tl.program_id(0)
-    blk = tl.program_id(1)
+    ng = tl.program_id(0) // NBLK
+    blk = tl.program_id(0) % NBLK
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
     n = ng // G
@@ -161,13 +176,14 @@ def _backward_sums_kernel(x_ptr, dy_ptr, w_ptr, mu_ptr, r_ptr, maps_ptr, pw_ptr,
     base = (n * C + ch).to(tl.int64) * HW
     k = _group_shift(x_ptr, base, HW, cpg, CPG_P2)
     mu = tl.load(mu_ptr + ng.to(tl.int64) * HW + offs, mask=mask, other=0.0)
+    hi, lo = _split_mean(k, mu)
     r = tl.load(r_ptr + ng.to(tl.int64) * HW + offs, mask=mask, other=0.0)
-    row = (n * tl.num_programs(1) + blk).to(tl.int64) * C
+    row = (n.to(tl.int64) * NBLK + blk) * C
     a = tl.zeros([BLOCK], tl.float32)
     b = tl.zeros([BLOCK], tl.float32)
     offs64 = base + offs
     for c in range(cpg):
-        xh = ((tl.load(x_ptr + offs64, mask=mask, other=0.0).to(tl.float32) - k) - mu) * r
+        xh = ((tl.load(x_ptr + offs64, mask=mask, other=0.0).to(tl.float32) - hi) - lo) * r
         dy = tl.load(dy_ptr + offs64, mask=mask, other=0.0).to(tl.float32)
         if NEED_W:
             tl.store(pw_ptr + row + ch + c, tl.sum(dy * xh, axis=0))
@@ -184,7 +200,7 @@ def _backward_sums_kernel(x_ptr, dy_ptr, w_ptr, mu_ptr, r_ptr, maps_ptr, pw_ptr,
                  * _window_count(offs - h * W, W, lo_w, hi_w).to(tl.float64) * cpg)
         r64 = r.to(tl.float64)
         beta = -(r64 * r64) * b.to(tl.float64) / count
-        alpha = -r64 * a.to(tl.float64) / count - mu.to(tl.float64) * beta
+        alpha = -r64 * a.to(tl.float64) / count - mu * beta
         out = maps_ptr + ng.to(tl.int64) * 2 * HW + offs
         tl.store(out, alpha, mask=mask)
         tl.store(out + HW, beta, mask=mask)
@@ -192,23 +208,23 @@ def _backward_sums_kernel(x_ptr, dy_ptr, w_ptr, mu_ptr, r_ptr, maps_ptr, pw_ptr,
 
 @triton.jit
 def _backward_dx_kernel(x_ptr, dy_ptr, w_ptr, mu_ptr, r_ptr, p_ptr, q_ptr, dx_ptr,
-                        C, HW, G, cpg, HAS_W: tl.constexpr,
+                        C, HW, G, cpg, NBLK, HAS_W: tl.constexpr,
                         CPG_P2: tl.constexpr, BLOCK: tl.constexpr):
     """dx = gamma*dy*r + xhat * P + Q with P = box(beta)/r and Q = box(alpha) + mu*box(beta)."""
-    ng = tl.program_id(0)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    ng = tl.program_id(0) // NBLK
+    offs = (tl.program_id(0) % NBLK) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
     ch = (ng % G) * cpg
     base = ((ng // G) * C + ch).to(tl.int64) * HW
     k = _group_shift(x_ptr, base, HW, cpg, CPG_P2)
     pix = ng.to(tl.int64) * HW + offs
-    mu = tl.load(mu_ptr + pix, mask=mask, other=0.0)
+    hi, lo = _split_mean(k, tl.load(mu_ptr + pix, mask=mask, other=0.0))
     r = tl.load(r_ptr + pix, mask=mask, other=0.0)
     p = tl.load(p_ptr + pix, mask=mask, other=0.0)
     q = tl.load(q_ptr + pix, mask=mask, other=0.0)
     offs64 = base + offs
     for c in range(cpg):
-        xh = ((tl.load(x_ptr + offs64, mask=mask, other=0.0).to(tl.float32) - k) - mu) * r
+        xh = ((tl.load(x_ptr + offs64, mask=mask, other=0.0).to(tl.float32) - hi) - lo) * r
         dy = tl.load(dy_ptr + offs64, mask=mask, other=0.0).to(tl.float32)
         if HAS_W:
             dy = dy * tl.load(w_ptr + ch + c)

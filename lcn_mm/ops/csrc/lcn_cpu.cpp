@@ -6,14 +6,19 @@
 //
 // Per plane (one sample, one group of cpg channels, H x W pixels):
 //   statistics: per-pixel group mean m and M2 (one pass over the cpg channels, double), a
-//             shift K, box sums of (m - K) and (M2/cpg + (m - K)^2) with running sums along H
-//             then W (double; O(1) per pixel whatever the window), then mu - K and rstd.
-//   forward:  statistics, then y = (x - mu) * rstd * weight + bias.
-//   backward: the statistics saved by the forward pass (T maps of mu - K and rstd, 2/cpg of
-//             x) or, when none were saved, the statistics again from x; then
+//             shift K (mean of m over a sample of pixels), box sums of (m - K) and
+//             (M2/cpg + (m - K)^2) with running sums along H then W, restarted every 128+
+//             outputs (double; O(1) per pixel whatever the window, rounding error independent
+//             of the map size), then
+//             the window mean mu and rstd.
+//   forward:  statistics, then y = ((x - mu_hi) - mu_lo) * rstd * weight + bias, where
+//             mu_hi + mu_lo is mu as two T values: x - mu is formed without rounding mu to T.
+//   backward: the statistics saved by the forward pass (a double map of mu and a T map of
+//             rstd) or, when none were saved, the statistics again from x; then
 //             A = sum_c w*dy, B = sum_c w*dy*xhat per pixel (and per-channel dw/db partials),
 //             beta = -r^2 B / n, alpha = -r A / n - (mu - K) beta, their box sums over the
-//             reflected window, dx = w*dy*r + box(alpha) + (x - K) * box(beta).
+//             reflected window, dx = w*dy*r + box(alpha) + (x - K) * box(beta), with K = mu at
+//             the first pixel.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -26,35 +31,51 @@ inline double count1d(int64_t i, int64_t len, int64_t lo, int64_t hi) {
   return static_cast<double>(std::min(i + hi, len - 1) - std::max(i - lo, int64_t(0)) + 1);
 }
 
+// Outputs between restarts of a running sum (at least twice the window): a running sum gains
+// ~u|sum| of rounding error per step (u = 2^-53), so each one restarts from a direct sum of
+// its window every `seg` outputs, and its error comes from at most seg + k additions whatever
+// the length of the line.
+constexpr int64_t kRestart = 128;
+
+inline int64_t restart_every(int64_t lo, int64_t hi, int64_t len) {
+  return std::max<int64_t>(kRestart, 2 * (std::min(lo, len - 1) + std::min(hi, len - 1) + 1));
+}
+
 // In-place clipped box sum of an H x W double map over rows [i-lo_h, i+hi_h] and columns
-// [j-lo_w, j+hi_w], with running sums: rows map -> tmp (acc holds W partial column sums),
-// then columns tmp -> map. O(1) per pixel whatever the window.
+// [j-lo_w, j+hi_w] with restarted running sums: down the columns map -> tmp (acc holds W
+// partial column sums, updated with SIMD), then along the rows tmp -> map. O(1) per pixel
+// whatever the window.
 void box_sum(double* map, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w,
              int64_t hi_w, std::vector<double>& tmp, std::vector<double>& acc) {
   const double* src = map;
   if (lo_h || hi_h) {
     double* a = acc.data();
-    std::fill(a, a + W, 0.0);
-    for (int64_t r = 0; r <= std::min(hi_h, H - 1); ++r) {
-      const double* in = map + r * W;
-      for (int64_t j = 0; j < W; ++j) a[j] += in[j];
-    }
-    for (int64_t i = 0; i < H; ++i) {
-      double* out = tmp.data() + i * W;
-      const int64_t add = i + 1 + hi_h, sub = i - lo_h;
-      const double* in_add = add < H ? map + add * W : nullptr;
-      const double* in_sub = sub >= 0 ? map + sub * W : nullptr;
-      if (in_add && in_sub) {
-        for (int64_t j = 0; j < W; ++j) {
-          out[j] = a[j];
-          a[j] += in_add[j] - in_sub[j];
+    const int64_t seg = restart_every(lo_h, hi_h, H);
+    for (int64_t i0 = 0; i0 < H; i0 += seg) {
+      std::fill(a, a + W, 0.0);
+      for (int64_t r = std::max<int64_t>(0, i0 - lo_h); r <= std::min(H - 1, i0 + hi_h); ++r) {
+        const double* in = map + r * W;
+#pragma omp simd
+        for (int64_t j = 0; j < W; ++j) a[j] += in[j];
+      }
+      for (int64_t i = i0; i < std::min(H, i0 + seg); ++i) {
+        double* out = tmp.data() + i * W;
+        const int64_t add = i + 1 + hi_h, sub = i - lo_h;
+        const double* in_add = add < H ? map + add * W : nullptr;
+        const double* in_sub = sub >= 0 ? map + sub * W : nullptr;
+        if (in_add && in_sub) {
+#pragma omp simd
+          for (int64_t j = 0; j < W; ++j) {
+            out[j] = a[j];
+            a[j] += in_add[j] - in_sub[j];
+          }
+        } else {
+          std::copy(a, a + W, out);
+          if (in_add)
+            for (int64_t j = 0; j < W; ++j) a[j] += in_add[j];
+          if (in_sub)
+            for (int64_t j = 0; j < W; ++j) a[j] -= in_sub[j];
         }
-      } else {
-        for (int64_t j = 0; j < W; ++j) out[j] = a[j];
-        if (in_add)
-          for (int64_t j = 0; j < W; ++j) a[j] += in_add[j];
-        if (in_sub)
-          for (int64_t j = 0; j < W; ++j) a[j] -= in_sub[j];
       }
     }
     src = tmp.data();
@@ -66,22 +87,28 @@ void box_sum(double* map, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int6
     }
     // Running sums along each row are a serial chain; eight rows at a time keep eight
     // independent chains in flight.
+    const int64_t seg = restart_every(lo_w, hi_w, W);
     const int64_t full_add = std::max<int64_t>(0, W - 1 - hi_w);  // j < full_add: add j+1+hi_w
-    const int64_t first = std::min(hi_w, W - 1);
     constexpr int64_t R = 8;
     for (int64_t i0 = 0; i0 < H; i0 += R) {
       const int64_t rows = std::min(R, H - i0);
-      double sum[R] = {0, 0, 0, 0, 0, 0, 0, 0};
+      double sum[R];
       const double* in = src + i0 * W;
       double* out = map + i0 * W;
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j <= first; ++j) sum[r] += in[r * W + j];
-      for (int64_t j = 0; j < W; ++j) {
-        for (int64_t r = 0; r < rows; ++r) out[r * W + j] = sum[r];
-        if (j < full_add)
-          for (int64_t r = 0; r < rows; ++r) sum[r] += in[r * W + j + 1 + hi_w];
-        if (j >= lo_w)
-          for (int64_t r = 0; r < rows; ++r) sum[r] -= in[r * W + j - lo_w];
+      for (int64_t j0 = 0; j0 < W; j0 += seg) {
+        const int64_t j1 = std::min(W, j0 + seg);
+        const int64_t w0 = std::max<int64_t>(0, j0 - lo_w), w1 = std::min(W - 1, j0 + hi_w);
+        for (int64_t r = 0; r < rows; ++r) {
+          sum[r] = 0.0;
+          for (int64_t j = w0; j <= w1; ++j) sum[r] += in[r * W + j];
+        }
+        for (int64_t j = j0; j < j1; ++j) {
+          for (int64_t r = 0; r < rows; ++r) out[r * W + j] = sum[r];
+          if (j < full_add)
+            for (int64_t r = 0; r < rows; ++r) sum[r] += in[r * W + j + 1 + hi_w];
+          if (j >= lo_w)
+            for (int64_t r = 0; r < rows; ++r) sum[r] -= in[r * W + j - lo_w];
+        }
       }
     }
   } else if (src != map) {
@@ -121,24 +148,25 @@ void release_if_huge(Scratch& s) {
 // maps once per channel.
 constexpr int64_t kTile = 512;
 
-// Window statistics of one (n, g) plane: s.a = mu - K and s.b = rstd (H x W, double), where
-// K (returned) is the group mean at the first pixel rounded to T, so that x - K is exact in T
-// arithmetic near K. Any shift inside the data's range keeps the double sums exact enough;
-// it must be known before the squares are formed. Deterministic, so the backward pass
-// recomputes the statistics instead of saving them (LCN then saves what GroupNorm saves).
+// Window statistics of one (n, g) plane: s.a = mu and s.b = rstd (H x W, double).
+// The sums are taken of m - K with K the mean of m over ~64 evenly spaced pixels
+// (deterministic; one outlier pixel cannot move it far), so the squares stay small where the
+// data sit near their typical level. The final var = S2/n - (S1/n)^2 then loses at most
+// ~u * max(m - K)^2 (u = 2^-53): 1e-8 for values 1e4 away from K.
 template <typename T>
-double plane_shift(const T* xp, int64_t cpg, int64_t HW) {
-  double k = 0.0;
-  for (int64_t c = 0; c < cpg; ++c) k += static_cast<double>(xp[c * HW]);
-  return static_cast<double>(static_cast<T>(k / static_cast<double>(cpg)));
-}
-
-template <typename T>
-double plane_stats(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h,
-                   int64_t lo_w, int64_t hi_w, double eps, Scratch& s) {
+void plane_stats(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h,
+                 int64_t lo_w, int64_t hi_w, double eps, Scratch& s) {
   const int64_t HW = H * W;
   const double inv_cpg = 1.0 / static_cast<double>(cpg);
-  const double k = plane_shift(xp, cpg, HW);
+  const int64_t stride = std::max<int64_t>(1, HW / 64);
+  double k = 0.0;
+  int64_t samples = 0;
+  for (int64_t p = 0; p < HW; p += stride, ++samples) {
+    double m = 0.0;
+    for (int64_t c = 0; c < cpg; ++c) m += static_cast<double>(xp[c * HW + p]);
+    k += m * inv_cpg;
+  }
+  k /= static_cast<double>(samples);
   // Per pixel, one pass over the channels (shifted by channel 0 at that pixel):
   // a = m - K and b = M2 / cpg + a^2, the two maps to box-filter.
   double* a = s.a.data();
@@ -159,7 +187,7 @@ double plane_stats(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h,
     }
 #pragma omp simd
     for (int64_t t = 0; t < len; ++t) {
-      const double am = static_cast<double>(x0[t]) - k + s1[t] * inv_cpg;
+      const double am = (static_cast<double>(x0[t]) - k) + s1[t] * inv_cpg;
       a[p0 + t] = am;
       b[p0 + t] = std::max(s2[t] - s1[t] * s1[t] * inv_cpg, 0.0) * inv_cpg + am * am;
     }
@@ -176,15 +204,28 @@ double plane_stats(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h,
       const double inv_n = inv_ch * inv_cw[j];
       const double mu = ai[j] * inv_n;
       const double var = std::max(bi[j] * inv_n - mu * mu, 0.0);
-      ai[j] = mu;
+      ai[j] = mu + k;
       bi[j] = 1.0 / std::sqrt(var + eps);
     }
   }
-  return k;
+}
+
+// mu (double) as hi + lo in T, and rstd in T, for pixels [p0, p0 + len): (x - hi) - lo is
+// x - mu with one rounding of the (small) result, where x - T(mu) would carry mu's rounding
+// to T (half an ulp of |mu|: 5e-4 at 1e4 in float32) into every output.
+template <typename T>
+inline void split_stats(const double* mu, const double* rs, int64_t p0, int64_t len, T* hi,
+                        T* lo, T* rf) {
+  for (int64_t t = 0; t < len; ++t) {
+    hi[t] = static_cast<T>(mu[p0 + t]);
+    lo[t] = static_cast<T>(mu[p0 + t] - static_cast<double>(hi[t]));
+    rf[t] = static_cast<T>(rs[p0 + t]);
+  }
 }
 
 template <typename T>
-void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_out, T* rstd_out,
+void forward_impl(const T* x, const T* weight, const T* bias, T* y, double* mu_out,
+                  T* rstd_out,
                   int64_t N, int64_t G,
                   int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w,
                   int64_t hi_w, double eps, int nthreads) {
@@ -198,20 +239,19 @@ void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_out, T
       const int64_t g = plane % G;
       const T* xp = x + plane * cpg * HW;
       T* yp = y + plane * cpg * HW;
-      const T kt = static_cast<T>(plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s));
+      plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s);
       // Normalize in the input precision (as GroupNorm does).
       const double* mu = s.a.data();
       const double* rs = s.b.data();
-      if (mu_out) {  // for the backward pass, in the precision the normalization uses
-        T* mo = mu_out + plane * HW;
+      if (mu_out) {  // for the backward pass: mu in double, rstd as the normalization uses it
+        std::copy(mu, mu + HW, mu_out + plane * HW);
         T* ro = rstd_out + plane * HW;
-        for (int64_t p = 0; p < HW; ++p) {
-          mo[p] = static_cast<T>(mu[p]);
-          ro[p] = static_cast<T>(rs[p]);
-        }
+        for (int64_t p = 0; p < HW; ++p) ro[p] = static_cast<T>(rs[p]);
       }
+      T hi[kTile], lo[kTile], rf[kTile];
       for (int64_t p0 = 0; p0 < HW; p0 += kTile) {
         const int64_t len = std::min(kTile, HW - p0);
+        split_stats(mu, rs, p0, len, hi, lo, rf);
         for (int64_t c = 0; c < cpg; ++c) {
           const int64_t ch = g * cpg + c;
           const T w = weight ? weight[ch] : T(1);
@@ -220,8 +260,7 @@ void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_out, T
           T* yc = yp + c * HW + p0;
 #pragma omp simd
           for (int64_t t = 0; t < len; ++t)
-            yc[t] = (xc[t] - kt - static_cast<T>(mu[p0 + t])) *
-                        (static_cast<T>(rs[p0 + t]) * w) + bb;
+            yc[t] = ((xc[t] - hi[t]) - lo[t]) * (rf[t] * w) + bb;
         }
       }
     }
@@ -230,7 +269,8 @@ void forward_impl(const T* x, const T* weight, const T* bias, T* y, T* mu_out, T
 }
 
 template <typename T>
-void backward_impl(const T* x, const T* dy, const T* weight, const T* mu_in, const T* rstd_in,
+void backward_impl(const T* x, const T* dy, const T* weight, const double* mu_in,
+                   const T* rstd_in,
                    T* dx, double* dw_part,
                    double* db_part, int64_t N, int64_t G, int64_t cpg, int64_t H, int64_t W,
                    int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w, double eps,
@@ -246,20 +286,17 @@ void backward_impl(const T* x, const T* dy, const T* weight, const T* mu_in, con
       const int64_t n = plane / G, g = plane % G;
       const T* xp = x + plane * cpg * HW;
       const T* dyp = dy + plane * cpg * HW;
-      double k;
       if (mu_in) {  // saved by the forward pass
-        k = plane_shift(xp, cpg, HW);
-        const T* mi = mu_in + plane * HW;
+        const double* mi = mu_in + plane * HW;
         const T* ri = rstd_in + plane * HW;
-        for (int64_t p = 0; p < HW; ++p) {
-          s.a[p] = static_cast<double>(mi[p]);
-          s.b[p] = static_cast<double>(ri[p]);
-        }
+        std::copy(mi, mi + HW, s.a.begin());
+        for (int64_t p = 0; p < HW; ++p) s.b[p] = static_cast<double>(ri[p]);
       } else {
-        k = plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s);
+        plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s);
       }
-      const T kt = static_cast<T>(k);
-      const double* mu = s.a.data();  // mu - K
+      // Any K near the data keeps (x - K) * box(beta) + box(alpha) from cancelling much.
+      const double k = s.a[0];
+      const double* mu = s.a.data();
       const double* rs = s.b.data();
       for (int64_t c = 0; c < cpg; ++c) {
         wd[c] = weight ? static_cast<double>(weight[g * cpg + c]) : 1.0;
@@ -273,12 +310,9 @@ void backward_impl(const T* x, const T* dy, const T* weight, const T* mu_in, con
         const int64_t len = std::min(kTile, HW - p0);
         double* At = A + p0;
         double* Bt = B + p0;
-        T mf[kTile], rf[kTile];
-        for (int64_t t = 0; t < len; ++t) {
-          At[t] = Bt[t] = 0.0;
-          mf[t] = static_cast<T>(mu[p0 + t]);
-          rf[t] = static_cast<T>(rs[p0 + t]);
-        }
+        T hi[kTile], lo[kTile], rf[kTile];
+        split_stats(mu, rs, p0, len, hi, lo, rf);
+        for (int64_t t = 0; t < len; ++t) At[t] = Bt[t] = 0.0;
         for (int64_t c = 0; c < cpg; ++c) {
           const T* xc = xp + c * HW + p0;
           const T* dc = dyp + c * HW + p0;
@@ -287,7 +321,7 @@ void backward_impl(const T* x, const T* dy, const T* weight, const T* mu_in, con
 #pragma omp simd reduction(+ : sdx, sd)
           for (int64_t t = 0; t < len; ++t) {
             // xhat in the input precision, as the forward pass computed it.
-            const double h = static_cast<double>((xc[t] - kt - mf[t]) * rf[t]);
+            const double h = static_cast<double>(((xc[t] - hi[t]) - lo[t]) * rf[t]);
             const double d = static_cast<double>(dc[t]);
             sdx += d * h;
             sd += d;
@@ -315,7 +349,7 @@ void backward_impl(const T* x, const T* dy, const T* weight, const T* mu_in, con
         for (int64_t j = 0; j < W; ++j) {
           const double inv_n = inv_ch * inv_cw[j];
           const double beta = -ri[j] * ri[j] * Bi[j] * inv_n;
-          Ai[j] = -ri[j] * Ai[j] * inv_n - mi[j] * beta;
+          Ai[j] = -ri[j] * Ai[j] * inv_n - (mi[j] - k) * beta;
           Bi[j] = beta;
         }
       }
@@ -349,17 +383,17 @@ void backward_impl(const T* x, const T* dy, const T* weight, const T* mu_in, con
 
 extern "C" {
 
-int lcn_abi_version() { return 3; }
+int lcn_abi_version() { return 4; }
 
 #define LCN_DEFINE(SUFFIX, T)                                                                 \
-  void lcn_forward_##SUFFIX(const T* x, const T* weight, const T* bias, T* y, T* mu_out,     \
+  void lcn_forward_##SUFFIX(const T* x, const T* weight, const T* bias, T* y, double* mu_out,\
                             T* rstd_out, int64_t N, int64_t G, int64_t cpg, int64_t H,         \
                             int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w, \
                             double eps, int nthreads) {                                        \
     forward_impl<T>(x, weight, bias, y, mu_out, rstd_out, N, G, cpg, H, W, lo_h, hi_h, lo_w,  \
                     hi_w, eps, nthreads);                                                      \
   }                                                                                            \
-  void lcn_backward_##SUFFIX(const T* x, const T* dy, const T* weight, const T* mu_in,        \
+  void lcn_backward_##SUFFIX(const T* x, const T* dy, const T* weight, const double* mu_in,   \
                              const T* rstd_in, T* dx, double* dw_part, double* db_part,        \
                              int64_t N, int64_t G, int64_t cpg, int64_t H, int64_t W,          \
                              int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w,           \

@@ -1,0 +1,95 @@
+"""Side-by-side speed of two checkouts of lcn_mm (A = baseline, B = candidate) on the LCN op.
+
+Each round times forward+backward of ``local_context_norm`` in a fresh process per checkout,
+alternating A and B so that machine noise hits both; prints per-shape medians and the ratio
+B/A, and writes the raw per-round times as JSON. With one thread the time is the thread's CPU
+time (``time.thread_time``), which other processes on a shared machine disturb less than wall
+time; ``--pure`` times the pure-PyTorch path instead of the fused CPU kernel.
+
+    git archive <baseline-commit> lcn_mm | tar -x -C /tmp/lcn_base
+    python tools/analysis_tools/ab_lcn_speed.py /tmp/lcn_base . --rounds 7 --out docs/results/ab.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+# (label, shape, groups, window)
+CASES = [
+    ('cpg 8, 100x168, k31', (1, 256, 100, 168), 32, 31),
+    ('cpg 2, 256x256, k7', (1, 64, 256, 256), 32, 7),
+    ('cpg 16, 50x84, k63', (1, 512, 50, 84), 32, 63),
+]
+
+CHILD = r'''
+import json, sys, time, torch
+sys.path.insert(0, sys.argv[1])
+import lcn_mm.ops as ops
+from lcn_mm.ops import native
+if sys.argv[5] == 'pure':
+    native.supports = lambda x: False
+else:
+    assert native.library() is not None, 'kernels not built'
+threads = int(sys.argv[2])
+torch.set_num_threads(threads)
+clock = time.thread_time if threads == 1 else time.perf_counter
+reps = int(sys.argv[3])
+out = {}
+for label, shape, g, k in json.loads(sys.argv[4]):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=gen).requires_grad_(True)
+    w = torch.ones(shape[1], requires_grad=True)
+    gy = torch.randn(*shape, generator=gen)
+    def step():
+        y = ops.local_context_norm(x, g, k, w)
+        torch.autograd.grad(y, (x, w), gy)
+    step()
+    times = []
+    for _ in range(reps):
+        t0 = clock(); step(); times.append(clock() - t0)
+    out[label] = min(times)
+print(json.dumps(out))
+'''
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('baseline', type=Path, help='folder that contains the baseline lcn_mm')
+    ap.add_argument('candidate', type=Path, help='folder that contains the candidate lcn_mm')
+    ap.add_argument('--rounds', type=int, default=5)
+    ap.add_argument('--reps', type=int, default=3, help='timed steps per process (min taken)')
+    ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--pure', action='store_true', help='time the pure-PyTorch path')
+    ap.add_argument('--out', type=Path)
+    args = ap.parse_args()
+    cases = json.dumps(CASES)
+    raw = {'A': [], 'B': []}
+    for r in range(args.rounds):
+        for tag, root in (('A', args.baseline), ('B', args.candidate)):
+            res = subprocess.run([sys.executable, '-c', CHILD, str(root.resolve()),
+                                  str(args.threads), str(args.reps), cases,
+                                  'pure' if args.pure else 'kernel'],
+                                 capture_output=True, text=True, check=True)
+            raw[tag].append(json.loads(res.stdout.strip().splitlines()[-1]))
+        print(f'round {r + 1}/{args.rounds} done', file=sys.stderr, flush=True)
+    print('| case | A s (median) | B s (median) | B/A |\n|---|---|---|---|')
+    rows = []
+    for label, *_ in CASES:
+        a = statistics.median(t[label] for t in raw['A'])
+        b = statistics.median(t[label] for t in raw['B'])
+        rows.append(dict(case=label, a=a, b=b, ratio=b / a))
+        print(f'| {label} | {a:.4f} | {b:.4f} | {b / a:.3f} |')
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(dict(command=' '.join(sys.argv), threads=args.threads,
+                                            path='pure' if args.pure else 'cpu_kernel',
+                                            rounds=args.rounds, reps=args.reps, raw=raw,
+                                            summary=rows), indent=1))
+
+
+if __name__ == '__main__':
+    main()
