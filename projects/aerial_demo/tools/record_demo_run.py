@@ -4,7 +4,9 @@
 Why: the task choices in ``projects/aerial_demo/TASKS.md`` (iterations, headline metrics,
 time budget) rest on measured runs; each run leaves one line with the metrics, the baseline,
 wall time, seconds per training iteration (from the mmengine log), the machine load it ran
-under (``os.getloadavg``, sampled every 15 s), the git commit and the exact command.
+under (``os.getloadavg``, sampled every 15 s), the CPU seconds the run used (user + sys of
+the child: on a shared machine this, unlike wall time, barely depends on the other load), the
+git commit and the exact command.
 
     python projects/aerial_demo/tools/record_demo_run.py --task nuclei --seed 0 --threads 1 \
         --work-dir /tmp/runs/nuclei_s0 [--out docs/results/demo_dev_runs.jsonl] [-- --iters 300]
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import statistics
 import subprocess
@@ -27,6 +30,8 @@ from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / 'projects' / 'aerial_demo' / 'tools' / 'demo.py'
+sys.path.insert(0, str(REPO / 'projects' / 'aerial_demo'))
+from aerial_demo.tasks import TASKS  # noqa: E402
 
 
 def _git_commit() -> str:
@@ -77,13 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     rc = subprocess.run(cmd, cwd=REPO, env=env).returncode
     wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     done.set()
     loads.append(os.getloadavg()[0])
     results = Path(args.work_dir) / 'results.json'
     rows = json.loads(results.read_text()) if results.exists() else []
     record = {
         'task': args.task,
-        'config': rows[0]['title'] if rows else None,
+        'config': TASKS[args.task].config,
         'seed': args.seed, 'threads': args.threads,
         'iters': rows[0]['iters'] if rows else None,
         'batch_size': rows[0]['batch_size'] if rows else None,
@@ -92,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         'headline': [r['metric'] for r in rows if r['headline']],
         'exit_code': rc,
         'wall_s': round(wall, 1),
+        'cpu_s': round(usage.ru_utime + usage.ru_stime, 1),
         'task_wall_s': round(rows[0]['wall_s'], 1) if rows else None,
         's_per_iter': _train_s_per_iter(Path(args.work_dir) / args.task),
         'load_1min': {'start': round(loads[0], 2), 'mean': round(statistics.mean(loads), 2),
