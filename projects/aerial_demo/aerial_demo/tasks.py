@@ -67,6 +67,7 @@ TASKS: dict[str, Task] = {
                    'projects/aerial_demo/configs/mask-rcnn_r18_fpn64_lcn_nuclei.py',
                    {'coco/segm_mAP': 'mask mAP', 'coco/segm_mAP_50': 'mask AP50',
                     'coco/bbox_mAP': 'bbox mAP', 'coco/bbox_mAP_50': 'bbox AP50'},
+                   headline=('mask mAP', 'mask AP50'),
                    iters=300, batch_size=4, baseline='untrained', study_iters=300),
     'seg': Task('seg', 'SpaceNet building segmentation (Semantic FPN R18)',
                 'projects/aerial_demo/configs/fpn_r18_lcn_spacenet-seg-buildings.py',
