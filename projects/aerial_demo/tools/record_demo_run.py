@@ -35,10 +35,14 @@ from aerial_demo.tasks import TASKS  # noqa: E402
 
 
 def _git_commit() -> str:
-    """HEAD plus ``+dirty`` when tracked files differ from it (the record says what ran)."""
+    """HEAD plus ``+dirty`` when files a run reads differ from it (the record says what ran).
+
+    Docs edited while runs queue do not count: only the package, the demo project and data/.
+    """
     head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
                           capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=REPO,
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--', 'lcn_mm',
+                            'projects/aerial_demo', 'data'], cwd=REPO,
                            capture_output=True, text=True).stdout.strip()
     return head + ('+dirty' if dirty else '')
 
