@@ -80,7 +80,7 @@ TASKS: dict[str, Task] = {
 }
 #: What ``make demo`` runs: one task per kind (detection, instances, semantic segmentation).
 #: Instances are the nuclei: the building scene (``inst``, 33 distinct training buildings, 10 val)
-#: cannot carry a from-scratch pass/fail rule (projects/aerial_demo/TASKS.md); it stays a study task.
+#: cannot carry a from-scratch pass/fail rule (projects/aerial_demo/TASKS.md); a study task now.
 DEMO_TASKS = ['det', 'nuclei', 'roads']
 
 #: The norms of the study: name -> norm_cfg (lcn_mm.presets with the demo's overrides: GN/LCN

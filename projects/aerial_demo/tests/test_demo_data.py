@@ -131,7 +131,8 @@ def test_coco_files_match_manifest(ds: str, manifest: dict) -> None:
         coco = _coco(ds, split)
         assert [c['name'] for c in coco['categories']] == [cls]
         imgs = {im['id']: im for im in coco['images']}
-        files = [p for p in (DATA / ds / 'images' / split).iterdir() if p.suffix in ('.jpg', '.png')]
+        files = [p for p in (DATA / ds / 'images' / split).iterdir()
+                 if p.suffix in ('.jpg', '.png')]
         assert len(imgs) == m[split]['images'] == len(files)
         assert len(coco['annotations']) == m[split]['instances']
         with_inst = {a['image_id'] for a in coco['annotations']}

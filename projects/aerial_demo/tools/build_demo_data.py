@@ -16,7 +16,7 @@ Usage (from the repository root)::
     # the nuclei image ships in the stardist wheel (BSD-3); fetch the wheel once, by hand:
     python -m pip download --no-deps stardist==0.9.2 -d /tmp/sd
     python projects/aerial_demo/tools/build_demo_data.py --src ../shared/data --out data/ \
-        --nuclei-src /tmp/sd/stardist-0.9.2-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl
+        --nuclei-src /tmp/sd/stardist-0.9.2-*.whl
 
 ``--nuclei-src`` takes that wheel (read with zipfile) or a folder holding ``img2d.tif`` and
 ``mask2d.tif``; the script itself downloads nothing.

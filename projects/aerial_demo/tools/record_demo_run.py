@@ -41,8 +41,8 @@ def _git_commit() -> str:
     """
     head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
                           capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', 'lcn_mm',
-                            'projects/aerial_demo', 'data'], cwd=REPO,
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--',
+                            'lcn_mm', 'projects/aerial_demo', 'data'], cwd=REPO,
                            capture_output=True, text=True).stdout.strip()
     return head + ('+dirty' if dirty else '')
 
