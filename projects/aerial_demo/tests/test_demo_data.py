@@ -28,7 +28,7 @@ DATA = REPO / 'data'
 CONFIGS = REPO / 'projects' / 'aerial_demo' / 'configs' / '_base_' / 'datasets'
 SHARED = Path(os.environ.get('LCN_MM_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 #: the stardist 0.9.2 wheel or a folder with its img2d.tif / mask2d.tif (build_demo_data.py)
-NUCLEI_SRC = Path(os.environ.get('LCN_MM_NUCLEI_SRC', '/nonexistent'))
+NUCLEI_SRC = Path(os.environ.get('LCN_MM_NUCLEI_SRC') or '/nonexistent')
 
 COCO_SETS = {'neon_trees': ('tree', ['train', 'val', 'test']),
              'spacenet_buildings': ('building', ['train', 'val']),
