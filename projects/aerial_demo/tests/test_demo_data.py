@@ -4,8 +4,9 @@ Why: the demos train on these tiles, so the counts in ``data/MANIFEST.json`` mus
 the files, the files must load through the demo dataset configs, and the converter must
 reproduce them from ``../shared/data`` (CI has it next to the repository).
 
-The committed-data tests always run; only the rebuild test needs the shared samples
-(skipped with a visible reason locally, a failure under ``CI``).
+The committed-data tests always run; only the rebuild test needs the shared samples and the
+stardist 0.9.2 wheel (``LCN_MM_NUCLEI_SRC``; skipped with a visible reason locally, a failure
+under ``CI``).
 """
 from __future__ import annotations
 
@@ -24,11 +25,16 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / 'data'
-CONFIGS = REPO / 'configs' / 'demo' / '_base_' / 'datasets'
+CONFIGS = REPO / 'projects' / 'aerial_demo' / 'configs' / '_base_' / 'datasets'
 SHARED = Path(os.environ.get('LCN_MM_SHARED_DATA', REPO.parent / 'shared' / 'data'))
+#: the stardist 0.9.2 wheel or a folder with its img2d.tif / mask2d.tif (build_demo_data.py)
+NUCLEI_SRC = Path(os.environ.get('LCN_MM_NUCLEI_SRC') or '/nonexistent')
 
 COCO_SETS = {'neon_trees': ('tree', ['train', 'val', 'test']),
-             'spacenet_buildings': ('building', ['train', 'val'])}
+             'spacenet_buildings': ('building', ['train', 'val']),
+             'nuclei': ('nucleus', ['train', 'val'])}
+#: COCO sets with instance masks (polygons for buildings, RLE for nuclei)
+MASK_SETS = ('spacenet_buildings', 'nuclei')
 SEG_SETS = {'buildings': ('background', 'building'), 'roads': ('background', 'road')}
 # pycocotools 2.0.11 + numpy 2 warn inside mask decoding; not ours to fix.
 pytestmark = pytest.mark.filterwarnings(
@@ -125,7 +131,9 @@ def test_coco_files_match_manifest(ds: str, manifest: dict) -> None:
         coco = _coco(ds, split)
         assert [c['name'] for c in coco['categories']] == [cls]
         imgs = {im['id']: im for im in coco['images']}
-        assert len(imgs) == m[split]['images'] == len(list((DATA / ds / 'images' / split).glob('*.jpg')))
+        files = [p for p in (DATA / ds / 'images' / split).iterdir()
+                 if p.suffix in ('.jpg', '.png')]
+        assert len(imgs) == m[split]['images'] == len(files)
         assert len(coco['annotations']) == m[split]['instances']
         with_inst = {a['image_id'] for a in coco['annotations']}
         assert len(imgs) - len(with_inst) == m[split]['images_without_instances']
@@ -140,11 +148,21 @@ def test_coco_files_match_manifest(ds: str, manifest: dict) -> None:
             x, y, bw, bh = a['bbox']
             assert bw > 0 and bh > 0 and a['area'] > 0 and a['iscrowd'] == 0
             assert x >= 0 and y >= 0 and x + bw <= im['width'] + 1e-6 and y + bh <= im['height'] + 1e-6
-            for poly in a.get('segmentation', []):
+            seg = a.get('segmentation', [])
+            if isinstance(seg, dict):  # RLE (nuclei): decodes to the image size, area and box
+                import pycocotools.mask as mask_util
+                assert seg['size'] == [im['height'], im['width']]
+                mask = mask_util.decode({'size': seg['size'], 'counts': seg['counts'].encode()})
+                assert int(mask.sum()) == a['area']
+                ys, xs = np.nonzero(mask)
+                assert [xs.min(), ys.min(), xs.max() + 1 - xs.min(),
+                        ys.max() + 1 - ys.min()] == a['bbox']
+                continue
+            for poly in seg:
                 xy = np.asarray(poly).reshape(-1, 2)
                 assert len(xy) >= 3
                 assert xy.min() >= 0 and xy[:, 0].max() <= im['width'] and xy[:, 1].max() <= im['height']
-        if ds == 'spacenet_buildings':
+        if ds in MASK_SETS:
             assert all(a['segmentation'] for a in coco['annotations'])
     assert len(seen_files) == sum(m[s]['images'] for s in splits)
 
@@ -176,12 +194,15 @@ def test_splits_do_not_overlap(manifest: dict) -> None:
                 x, y = int(g['x']), int(g['y'])
                 assert x0 <= x and x + tile <= x1 and y0 <= y and y + tile <= y1, p
         assert m['train']['region_xyxy'][2] <= m['val']['region_xyxy'][0]
-    m = manifest['datasets']['spacenet_buildings']['splits']
-    for split in ('train', 'val'):
-        x0, _, x1, _ = m[split]['region_xyxy']
-        for im in _coco('spacenet_buildings', split)['images']:
-            x = int(TILE_RE.search(im['file_name'])['x'])
-            assert x0 <= x and x + im['width'] <= x1
+    for ds in MASK_SETS:
+        m = manifest['datasets'][ds]['splits']
+        assert m['train']['region_xyxy'][2] <= m['val']['region_xyxy'][0]
+        for split in ('train', 'val'):
+            x0, y0, x1, y1 = m[split]['region_xyxy']
+            for im in _coco(ds, split)['images']:
+                g = TILE_RE.search(im['file_name'])
+                x, y = int(g['x']), int(g['y'])
+                assert x0 <= x and x + im['width'] <= x1 and y0 <= y and y + im['height'] <= y1
     tags = {s: {TILE_RE.search(im['file_name'])['tag'] if TILE_RE.search(im['file_name'])
                 else im['file_name'] for im in _coco('neon_trees', s)['images']}
             for s in ('train', 'val', 'test')}
@@ -197,7 +218,7 @@ def _cfg(name: str):
     return Config.fromfile(str(CONFIGS / f'{name}.py'))
 
 
-@pytest.mark.parametrize('name', ['neon_trees', 'spacenet_buildings'])
+@pytest.mark.parametrize('name', sorted(COCO_SETS))
 def test_det_configs_load_committed_data(name: str, manifest: dict,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import mmdet.utils
@@ -209,7 +230,7 @@ def test_det_configs_load_committed_data(name: str, manifest: dict,
     mmdet.utils.register_all_modules(init_default_scope=False)
     cfg = _cfg(name)
     m = manifest['datasets'][name]['splits']
-    with_masks = name == 'spacenet_buildings'
+    with_masks = name in MASK_SETS
     with DefaultScope.overwrite_default_scope('mmdet'):
         for loader, split in [('train_dataloader', 'train'), ('val_dataloader', 'val'),
                               ('test_dataloader', 'test' if name == 'neon_trees' else 'val')]:
@@ -267,7 +288,7 @@ def test_seg_configs_load_committed_data(sub: str, manifest: dict,
             assert ids == {0, 1}
 
 
-@pytest.mark.parametrize('name', ['neon_trees', 'spacenet_buildings'])
+@pytest.mark.parametrize('name', sorted(COCO_SETS))
 def test_coco_metric_scores_ground_truth_perfectly(name: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Feeding the val ground truth as predictions through the config's CocoMetric gives AP 1."""
@@ -293,20 +314,25 @@ def test_coco_metric_scores_ground_truth_perfectly(name: str,
                                  'pred_instances': pred}])
         res = metric.evaluate(len(ds))
     assert res['coco/bbox_mAP'] == pytest.approx(1.0, abs=1e-3)
-    if name == 'spacenet_buildings':
+    if name in MASK_SETS:
         assert res['coco/segm_mAP'] == pytest.approx(1.0, abs=1e-3)
 
 
 # ---------------------------------------------------------------------------
 # Converter round trip on the real shared samples
 # ---------------------------------------------------------------------------
-def _require_shared() -> None:
-    if (SHARED / 'README.md').is_file():
+def _require_shared(nuclei: bool = False) -> None:
+    missing = []
+    if not (SHARED / 'README.md').is_file():
+        missing.append(f'shared samples not found at {SHARED} (set LCN_MM_SHARED_DATA)')
+    if nuclei and not NUCLEI_SRC.exists():
+        missing.append('stardist 0.9.2 wheel not found (pip download --no-deps stardist==0.9.2 '
+                       '-d DIR; set LCN_MM_NUCLEI_SRC to the .whl)')
+    if not missing:
         return
-    msg = f'shared samples not found at {SHARED} (set LCN_MM_SHARED_DATA)'
     if os.environ.get('CI'):
-        pytest.fail(msg)
-    pytest.skip(msg)
+        pytest.fail('; '.join(missing))
+    pytest.skip('; '.join(missing))
 
 
 def test_geotransform_matches_solaris_coco_sample() -> None:
@@ -325,9 +351,9 @@ def test_geotransform_matches_solaris_coco_sample() -> None:
 
 
 def test_rebuild_reproduces_committed_data(tmp_path: Path, manifest: dict) -> None:
-    """Regenerate everything from ../shared/data and compare with the committed copy."""
-    _require_shared()
-    new = bdd.build_all(SHARED, tmp_path)
+    """Regenerate everything from ../shared/data + stardist, compare with the committed copy."""
+    _require_shared(nuclei=True)
+    new = bdd.build_all(SHARED, tmp_path, NUCLEI_SRC)
     assert json.loads(json.dumps(new)) == manifest  # counts of images, instances, pixels
     for ds, (_, splits) in COCO_SETS.items():
         for split in splits:
@@ -348,3 +374,15 @@ def test_rebuild_reproduces_committed_data(tmp_path: Path, manifest: dict) -> No
         a = np.asarray(Image.open(DATA / rel), dtype=np.int16)
         b = np.asarray(Image.open(tmp_path / rel), dtype=np.int16)
         assert a.shape == b.shape and np.abs(a - b).mean() < 1.0, rel
+    # PNG images (nuclei) are lossless: the same pixels everywhere
+    for p in sorted((DATA / 'nuclei' / 'images').rglob('*.png')):
+        np.testing.assert_array_equal(np.asarray(Image.open(p)),
+                                      np.asarray(Image.open(tmp_path / p.relative_to(DATA))))
+
+
+def test_nuclei_source_is_checked(tmp_path: Path) -> None:
+    """Files other than stardist 0.9.2's img2d.tif/mask2d.tif are refused, not converted."""
+    for name in bdd.NUCLEI_SHA256:
+        (tmp_path / name).write_bytes(b'not the stardist file')
+    with pytest.raises(ValueError, match='not the stardist 0.9.2 file'):
+        bdd.read_nuclei_source(tmp_path)

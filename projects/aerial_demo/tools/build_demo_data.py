@@ -2,8 +2,9 @@
 """Build the small demo datasets in ``data/`` from the real samples in ``../shared/data``.
 
 Why this exists: the demos and CI must run offline on a CPU, so we commit a few MB of
-tiles cut from real overhead imagery (NEON trees, SpaceNet buildings and roads) in the
-formats MMDetection (COCO) and MMSegmentation (``img_dir``/``ann_dir``) read natively.
+tiles cut from real overhead imagery (NEON trees, SpaceNet buildings and roads) and one
+real fluorescence microscopy image with labelled nuclei (the instance-segmentation task)
+in the formats MMDetection (COCO) and MMSegmentation (``img_dir``/``ann_dir``) read natively.
 
 The conversion is deterministic: a fixed tile grid, fixed percentile stretch per scene,
 fixed JPEG/PNG encoder settings, and JSON written with sorted keys and rounded floats.
@@ -12,7 +13,13 @@ PNG pixels and all counts are the same everywhere).
 
 Usage (from the repository root)::
 
-    python projects/aerial_demo/tools/build_demo_data.py --src ../shared/data --out data/
+    # the nuclei image ships in the stardist wheel (BSD-3); fetch the wheel once, by hand:
+    python -m pip download --no-deps stardist==0.9.2 -d /tmp/sd
+    python projects/aerial_demo/tools/build_demo_data.py --src ../shared/data --out data/ \
+        --nuclei-src /tmp/sd/stardist-0.9.2-*.whl
+
+``--nuclei-src`` takes that wheel (read with zipfile) or a folder holding ``img2d.tif`` and
+``mask2d.tif``; the script itself downloads nothing.
 
 Only the generated sub-folders (``images/``, ``annotations/``, ``img_dir/``, ``ann_dir/``)
 and ``MANIFEST.json`` / ``SHA256SUMS`` are rewritten; hand-written ``README.md`` and
@@ -22,13 +29,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import shutil
+import zipfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import pycocotools.mask as mask_util
 import shapely
 import tifffile
 from PIL import Image
@@ -58,6 +68,18 @@ NEON_TEST = ('OSBS_029', 'SOAP_061')
 #: validation, everything left of them is training. No tile crosses the boundary.
 ATLANTA_VAL_WIDTH = 256
 ROADS_VAL_WIDTH = 512
+
+#: Nuclei (stardist's ``img2d.tif``/``mask2d.tif``, 512x512): the right-most
+#: ``NUCLEI_VAL_WIDTH`` columns are val (one whole image, 45 nuclei), the rest is train,
+#: cut into ``NUCLEI_TILE`` tiles overlapping by half (nuclei are ~25 px across).
+NUCLEI_VAL_WIDTH = 224
+NUCLEI_TILE = 128
+NUCLEI_TRAIN_STRIDE = 64
+#: The two files this conversion was written for (stardist 0.9.2); others are refused.
+NUCLEI_SHA256 = {
+    'img2d.tif': 'f9ccc1571b92c861ff87e28463068b43f61bd47357ed0503f711e5cd1eb97750',
+    'mask2d.tif': '59ad5e820b7982ca9d13e946fa6e7f64e2714899e00a2ae6c69aa79aad53d46f',
+}
 
 Region = tuple[int, int, int, int]  # x0, y0, x1, y1 (pixels, end exclusive)
 
@@ -434,6 +456,103 @@ def build_spacenet_seg(src: Path, out: Path, tile: int = TILE) -> dict:
 
 
 # ---------------------------------------------------------------------------
+# Nuclei (instance segmentation), from the stardist wheel
+# ---------------------------------------------------------------------------
+def read_nuclei_source(src: Path) -> dict[str, bytes]:
+    """The bytes of ``img2d.tif`` and ``mask2d.tif`` from the stardist wheel or a folder.
+
+    Checked against :data:`NUCLEI_SHA256`, so the committed data always derive from the same
+    two files whatever the wheel's other contents.
+    """
+    files = {}
+    for name, digest in NUCLEI_SHA256.items():
+        if src.is_file():
+            with zipfile.ZipFile(src) as whl:
+                files[name] = whl.read(f'stardist/data/images/{name}')
+        else:
+            files[name] = (src / name).read_bytes()
+        if hashlib.sha256(files[name]).hexdigest() != digest:
+            raise ValueError(f'{name} from {src} is not the stardist 0.9.2 file')
+    return files
+
+
+def label_to_coco(labels: np.ndarray, full_area: dict[int, int], image_id: int,
+                  first_id: int, min_visible: float = MIN_VISIBLE) -> list[dict]:
+    """COCO annotations (compressed RLE) of the labelled instances in a label crop.
+
+    An instance cut by the crop is kept only if ``min_visible`` of its pixels are inside
+    (the rule of the other datasets). RLE is exact for pixel labels; boxes are the pixel
+    extents (``[x, y, w, h]`` in pixel-corner coordinates), area the pixel count.
+    """
+    anns = []
+    for inst in np.unique(labels[labels > 0]):
+        m = labels == inst
+        n = int(m.sum())
+        if n < min_visible * full_area[int(inst)]:
+            continue
+        rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
+        ys, xs = np.nonzero(m)
+        x0, y0 = int(xs.min()), int(ys.min())
+        anns.append({'id': first_id + len(anns), 'image_id': image_id, 'category_id': 1,
+                     'segmentation': {'size': [int(s) for s in rle['size']],
+                                      'counts': rle['counts'].decode('ascii')},
+                     'bbox': [x0, y0, int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0],
+                     'area': n, 'iscrowd': 0})
+    return anns
+
+
+def build_nuclei(nuclei_src: Path, out: Path) -> dict:
+    """stardist's 2D nuclei image -> COCO instance segmentation, split by image region.
+
+    Train: ``NUCLEI_TILE`` tiles (stride ``NUCLEI_TRAIN_STRIDE``) of the left part; val: the
+    right ``NUCLEI_VAL_WIDTH`` columns as one image, so no val nucleus is cut by a tile.
+    The image (uint16, values 0-235) gets the per-scene percentile stretch of SpaceNet and is
+    stored as lossless RGB PNG (grey repeated), the labels as RLE.
+    """
+    files = read_nuclei_source(nuclei_src)
+    raw = tifffile.imread(io.BytesIO(files['img2d.tif']))
+    labels = tifffile.imread(io.BytesIO(files['mask2d.tif'])).astype(np.int64)
+    if raw.shape != labels.shape:
+        raise ValueError('nuclei image and mask differ in shape')
+    gray, lo, hi = percentile_stretch(raw)
+    img = gray_to_rgb(gray)
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    full_area = {int(i): int(n) for i, n in zip(ids, counts)}
+    reset_dirs(out, ['images', 'annotations'])
+    h, w = labels.shape
+    regions = split_regions(w, h, NUCLEI_VAL_WIDTH)
+    grids = {'train': [(x, y, NUCLEI_TILE, NUCLEI_TILE) for x, y in
+                       tile_grid(regions['train'], NUCLEI_TILE, NUCLEI_TRAIN_STRIDE)],
+             'val': [(regions['val'][0], 0, NUCLEI_VAL_WIDTH, h)]}
+    categories = [{'id': 1, 'name': 'nucleus', 'supercategory': 'cell'}]
+    manifest: dict[str, Any] = {'source_instances': len(full_area), 'stretch': [lo, hi],
+                                'source_sha256': dict(NUCLEI_SHA256), 'splits': {}}
+    for split, grid in grids.items():
+        images: list[dict] = []
+        anns: list[dict] = []
+        for x, y, tw, th in grid:
+            name = f'{split}/nuclei_x{x:04d}_y{y:04d}.png'
+            path = out / 'images' / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.ascontiguousarray(img[y:y + th, x:x + tw]), mode='RGB').save(
+                path, format='PNG', compress_level=9)
+            image_id = len(images) + 1
+            images.append({'id': image_id, 'file_name': name, 'width': tw, 'height': th})
+            anns += label_to_coco(labels[y:y + th, x:x + tw], full_area, image_id,
+                                  len(anns) + 1)
+        write_json(coco_file(images, anns, categories, f'DSB2018 nuclei via stardist ({split})'),
+                   out / 'annotations' / f'{split}.json')
+        manifest['splits'][split] = {
+            'region_xyxy': list(regions[split]),
+            'tile': [grid[0][2], grid[0][3]],
+            'images': len(images),
+            'instances': len(anns),
+            'images_without_instances': len(images) - len({a['image_id'] for a in anns}),
+        }
+    return manifest
+
+
+# ---------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------
 DATASETS = {
@@ -453,17 +572,22 @@ def write_checksums(out: Path, names: Iterable[str]) -> None:
     (out / 'SHA256SUMS').write_text('\n'.join(lines) + '\n')
 
 
-def build_all(src: Path, out: Path, names: Sequence[str] | None = None) -> dict:
-    """Build the selected datasets (default: all) and write MANIFEST.json + SHA256SUMS."""
-    names = list(names or DATASETS)
+def build_all(src: Path, out: Path, nuclei_src: Path) -> dict:
+    """Build every dataset and write MANIFEST.json + SHA256SUMS.
+
+    All or nothing: MANIFEST.json and SHA256SUMS list every dataset under ``out``, so a
+    partial build would leave them out of step with the committed folders.
+    """
+    datasets = {n: build(src, out / n) for n, build in DATASETS.items()}
+    datasets['nuclei'] = build_nuclei(nuclei_src, out / 'nuclei')
     manifest = {
         'generator': 'projects/aerial_demo/tools/build_demo_data.py',
         'params': {'tile': TILE, 'min_visible': MIN_VISIBLE, 'min_edge': MIN_EDGE,
                    'stretch_percentiles': list(STRETCH_PCT), 'jpeg_quality': JPEG_QUALITY},
-        'datasets': {n: DATASETS[n](src, out / n) for n in names},
+        'datasets': datasets,
     }
     write_json(manifest, out / 'MANIFEST.json', indent=2)
-    write_checksums(out, names)
+    write_checksums(out, datasets)
     return manifest
 
 
@@ -472,12 +596,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument('--src', type=Path, default=Path('../shared/data'),
                    help='folder with the raw samples (see its README.md)')
     p.add_argument('--out', type=Path, default=Path('data'), help='output folder')
+    p.add_argument('--nuclei-src', type=Path, required=True,
+                   help='the stardist 0.9.2 wheel (pip download --no-deps stardist==0.9.2) or '
+                        'a folder with its img2d.tif and mask2d.tif')
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    manifest = build_all(args.src, args.out)
+    manifest = build_all(args.src, args.out, args.nuclei_src)
     print(json.dumps(manifest['datasets'], sort_keys=True, indent=1))
 
 
