@@ -9,7 +9,7 @@ illumination ramp, GN-trained vs LCN-trained), and appends one JSON record per r
 ``<work-dir>/runs.jsonl`` (and to ``--record FILE``). Exits 1 if a headline metric does not
 beat its baseline by ``aerial_demo.demo.MARGIN`` points, saying how to rerun that task.
 
-    python projects/aerial_demo/tools/demo.py [--tasks det inst roads] [--seed 0] [--norm GN]
+    python projects/aerial_demo/tools/demo.py [--tasks det nuclei roads] [--seed 0] [--norm GN]
 """
 import argparse
 import os
