@@ -10,7 +10,7 @@ Tile origins must be multiples of the network's total stride so that strided lay
 same positions. Memory then depends on the tile, not on the scene.
 
 GroupNorm (and BN in train mode, IN, LN) cannot do this: its statistics are over the whole map,
-so each tile is normalised differently (``tests/test_tiled_inference.py`` shows both).
+so each tile is normalised differently (``tests/test_apis/test_tiled_inference.py`` shows both).
 
 :func:`receptive_context` measures ``context`` and the stride of a model with forward hooks on a
 dry run (an upper bound for branching networks such as ResNet: every layer's reach is added).

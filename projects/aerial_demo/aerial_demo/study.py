@@ -1,4 +1,4 @@
-"""The norm study behind ``tools/compare_norms.py``: resumable runs, tables and plots.
+"""The norm study behind ``projects/aerial_demo/tools/compare_norms.py``: resumable runs, tables and plots.
 
 Every finished run appends one JSON line to a results file; a run whose key (task, norm cfg,
 seed, batch size, iterations, tag, initial weights) is already there is skipped, so a long
