@@ -72,12 +72,17 @@ def val_example(cfg: Config, index: Optional[int] = None) -> dict:
         out['seg'] = mmcv.imread(info['seg_map_path'], flag='unchanged')
     else:
         out['boxes'] = np.array([i['bbox'] for i in info['instances']]).reshape(-1, 4)
-        out['polygons'] = [i.get('mask') for i in info['instances']]
+        masks = [i.get('mask') for i in info['instances']]
+        out['polygons'] = [m for m in masks if isinstance(m, list)]
+        rles = [m for m in masks if isinstance(m, dict)]  # COCO RLE (the nuclei)
+        if rles:
+            from pycocotools import mask as mask_utils
+            out['outlines'] = mask_utils.decode(rles).transpose(2, 0, 1).astype(bool)
     return out
 
 
 def _draw(ax, img_bgr: np.ndarray, title: str, boxes=None, polygons=None, masks=None,
-          seg=None, color: str = 'lime') -> None:
+          outlines=None, seg=None, color: str = 'lime') -> None:
     from matplotlib.patches import Polygon, Rectangle
     ax.imshow(img_bgr[..., ::-1])
     ax.set_xticks([]), ax.set_yticks([])
@@ -91,6 +96,8 @@ def _draw(ax, img_bgr: np.ndarray, title: str, boxes=None, polygons=None, masks=
         for m in masks:
             overlay[m] = (*rng.uniform(0.2, 1.0, 3), 0.55)
         ax.imshow(overlay)
+    for m in outlines if outlines is not None else []:
+        ax.contour(m, levels=[0.5], colors=[color], linewidths=0.8)
     for poly in polygons or []:
         for ring in poly or []:
             ax.add_patch(Polygon(np.asarray(ring).reshape(-1, 2), fill=False, lw=0.8,
@@ -129,7 +136,7 @@ def plot_task(title: str, cfg: Config, checkpoint: str, out: str,
     rows = 2 if compare else 1
     fig, axes = plt.subplots(rows, 2, figsize=(7, 3.6 * rows), squeeze=False)
     gt_layers = ({'seg': ex['seg']} if 'seg' in ex else
-                 {'boxes': ex['boxes'], 'polygons': [p for p in ex['polygons'] if p]})
+                 {k: ex[k] for k in ('boxes', 'polygons', 'outlines') if k in ex})
     n_gt = int((ex['seg'] == 1).sum()) if 'seg' in ex else len(ex['boxes'])
     _draw(axes[0, 0], ex['img'], f'ground truth ({Path(ex["path"]).name})', **gt_layers)
     stats = dict(image=ex['path'])
