@@ -86,6 +86,7 @@ def local_context_norm_op(x: Tensor, weight: Optional[Tensor], bias: Optional[Te
             raise
         except Exception as err:  # a Triton compile/launch failure: warn once, then fall back
             gpu.disable(err)
+            backend = _backend(x, detach_stats)
     if backend == 'native':
         y, *state = native.forward(x.to(_compute_dtype(x)), weight, bias, num_groups, window,
                                    eps, save_state)
