@@ -75,6 +75,13 @@ def local_context_norm_op(x: Tensor, weight: Optional[Tensor], bias: Optional[Te
                           save_state: bool) -> Tuple[Tensor, Tensor, Tensor]:
     """``(y, mu, rstd)`` of a contiguous or channels_last (N, C, H, W) tensor; the maps are
     backend-private state for the backward operator."""
+    with torch.autocast(device_type=x.device.type, enabled=False):  # float32/64 statistics
+        return _forward(x, weight, bias, num_groups, kh, kw, eps, detach_stats, save_state)
+
+
+def _forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
+             kh: int, kw: int, eps: float, detach_stats: bool, save_state: bool
+             ) -> Tuple[Tensor, Tensor, Tensor]:
     n, c, h, w = x.shape
     window = window_reach(h, w, kh, kw)
     backend = _backend(x, detach_stats)
@@ -112,6 +119,15 @@ def local_context_norm_backward_op(
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """``(dx, dweight, dbias)``, each an empty tensor where not needed (``need_w`` and
     ``need_b`` only with a weight / bias), from the forward operator's input and state."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _backward_impl(grad_out, x, weight, bias, mu, rstd, num_groups, kh, kw, eps,
+                              detach_stats, need_x, need_w, need_b)
+
+
+def _backward_impl(grad_out: Tensor, x: Tensor, weight: Optional[Tensor],
+                   bias: Optional[Tensor], mu: Tensor, rstd: Tensor, num_groups: int, kh: int,
+                   kw: int, eps: float, detach_stats: bool, need_x: bool, need_w: bool,
+                   need_b: bool) -> Tuple[Tensor, Tensor, Tensor]:
     n, c, h, w = x.shape
     window = window_reach(h, w, kh, kw)
     backend = _backend(x, detach_stats)

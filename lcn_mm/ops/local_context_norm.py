@@ -339,10 +339,11 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
         return local_context_norm_onnx(x, num_groups, kh, kw, weight, bias, float(eps))
     _, _, h, w = x.shape
     group_size = x.shape[1] // num_groups * h * w
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        # The shortcuts below branch on the shape: under torch.compile / torch.export they
-        # would turn dynamic sizes into guards, so traced graphs always call the operator.
-        if not torch.compiler.is_compiling():
+    # The shortcuts below branch on the shape: under torch.compile / torch.export they would
+    # turn dynamic sizes into guards, so traced graphs always call the operator (which, like
+    # these, computes in float32 or float64 whatever the autocast state).
+    if not torch.compiler.is_compiling():
+        with torch.autocast(device_type=x.device.type, enabled=False):
             if x.shape[0] == 0:
                 return _group_norm(x, num_groups, weight, bias, eps)
             if not detach_stats and kh >= 2 * h - 1 and kw >= 2 * w - 1 and group_size > 1:
@@ -350,9 +351,9 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
                 # variance). (F.group_norm refuses groups of one value; the operator gives
                 # x - mean = 0.)
                 return _group_norm(x, num_groups, weight, bias, eps)
-        if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
-            x = x.contiguous()  # e.g. a strided slice: every path needs a group-splittable view
-        y, _, _ = torch.ops.lcn_mm.local_context_norm(
-            x, weight, bias, num_groups, kh, kw, float(eps), bool(detach_stats),
-            _needs_grad(x, weight, bias))
-        return y
+    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+        x = x.contiguous()  # e.g. a strided slice: every path needs a group-splittable view
+    y, _, _ = torch.ops.lcn_mm.local_context_norm(
+        x, weight, bias, num_groups, kh, kw, float(eps), bool(detach_stats),
+        _needs_grad(x, weight, bias))
+    return y
