@@ -291,3 +291,16 @@ def test_double_backward_raises_a_clear_error(backend):
     (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match='LCN .* does not support double backward'):
         gx.sum().backward()
+
+
+def test_lcn_mm_imports_without_onnx_packages():
+    """onnx, onnxruntime and onnxscript are test/deployment requirements only."""
+    import subprocess
+    import sys
+    code = ('import sys\n'
+            'for name in ("onnx", "onnxruntime", "onnxscript"):\n'
+            '    sys.modules[name] = None\n'
+            'import torch, lcn_mm\n'
+            'y = lcn_mm.LCN(4, num_groups=2, window_size=3)(torch.randn(1, 4, 5, 5))\n'
+            'assert y.shape == (1, 4, 5, 5)\n')
+    subprocess.run([sys.executable, '-c', code], check=True, timeout=300)
