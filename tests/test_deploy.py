@@ -304,3 +304,23 @@ def test_lcn_mm_imports_without_onnx_packages():
             'y = lcn_mm.LCN(4, num_groups=2, window_size=3)(torch.randn(1, 4, 5, 5))\n'
             'assert y.shape == (1, 4, 5, 5)\n')
     subprocess.run([sys.executable, '-c', code], check=True, timeout=300)
+
+
+def test_pytorch2onnx_tool_on_a_demo_detector(tmp_path):
+    """The deployment tool end to end: FCOS (mmdet single-stage, whole) with LCN everywhere."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    pytest.importorskip('onnxruntime')
+    root = Path(__file__).resolve().parents[1]
+    record = tmp_path / 'record.json'
+    subprocess.run([sys.executable, str(root / 'tools/deployment/pytorch2onnx.py'),
+                    str(root / 'configs/demo/fcos_r18_fpn64_lcn_neon-trees.py'),
+                    '--shape', '64', '96', '--out', str(tmp_path / 'fcos.onnx'), '--no-gn',
+                    '--reps', '1', '--tolerance', '1e-3', '--json', str(record)],
+                   check=True, timeout=900, cwd=root)
+    result = json.loads(record.read_text())
+    assert result['part'] == 'detector (backbone + neck + head)'
+    assert len(result['max_abs_diff']) == 3
+    assert max(result['max_abs_diff'].values()) <= 1e-3

@@ -164,11 +164,16 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(x, weight, bias, mu, rstd)
     ctx.args = (num_groups, kh, kw, eps, detach_stats)
     ctx.mark_non_differentiable(mu, rstd)
+    # No zero-filled gradients for the state maps (they cost as much as a small layer's
+    # whole backward pass).
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_y: Tensor, _grad_mu: Optional[Tensor], _grad_rstd: Optional[Tensor]):
     x, weight, bias, mu, rstd = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    if grad_y is None:
+        grad_y = torch.zeros_like(x)
     dx, dw, db = local_context_norm_backward_op(grad_y, x, weight, bias, mu, rstd, *ctx.args,
                                                 need_x, need_w, need_b)
     return (dx if need_x else None, dw if need_w else None, db if need_b else None,
