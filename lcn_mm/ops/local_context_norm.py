@@ -17,8 +17,10 @@ How it is computed (see ``docs/lcn.md``):
 3. ``xhat = (x - mu) * rstd`` (``m - mu`` formed in float64) and ``y = weight * xhat + bias``
    in the compute dtype.
 
-The backward pass is again two box sums (with the window reflected), written in a custom
-``autograd.Function`` that saves only ``xhat`` and two per-group maps.
+The backward pass is again two box sums (with the window reflected). This file is the
+pure-PyTorch implementation and the public entry point; ``library.py`` makes it, the fused CPU
+kernels and the Triton kernels implementations of one operator, ``lcn_mm::local_context_norm``,
+which torch.compile and torch.export see through, and ``onnx.py`` is what ONNX export traces.
 """
 from __future__ import annotations
 
@@ -27,9 +29,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
-
-from . import gpu, native
+from .onnx import local_context_norm_onnx
 
 WindowSize = Union[int, Sequence[int]]
 
@@ -184,12 +184,13 @@ def _counts(h: int, w: int, window: Tuple[int, int, int, int], device: torch.dev
 
 
 def _eager_forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], g: int,
-                   window: Tuple[int, int, int, int], eps: float, keep_xhat: bool
-                   ) -> Tuple[Tensor, Optional[Tensor], Tensor, Tensor]:
-    """Pure-PyTorch forward: ``(y, xhat or None, mu - c, rstd)``.
+                   window: Tuple[int, int, int, int], eps: float
+                   ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Pure-PyTorch forward: ``(y, mu - c, rstd)``, the maps (N, G, 1, H, W), ``mu - c`` in
+    float64 and rstd in the compute dtype.
 
-    With ``keep_xhat=False`` (no backward will follow) ``y`` is computed in the ``xhat``
-    buffer, which bounds the extra memory at about three times the input's size.
+    ``y`` is computed in the ``xhat`` buffer, which bounds the extra memory at about three
+    times the input's size; the backward pass recomputes ``xhat`` (:func:`_eager_xhat`).
     """
     n, c, h, w = x.shape
     cpg = c // g
@@ -199,15 +200,11 @@ def _eager_forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], 
     # 1. Per-pixel statistics of the channel group: mean, then the sum of squared deviations
     #    from it (no cancellation). ``xhat`` holds x - m until step 3.
     mean_px = _group_sum(xg, ones).div_(cpg)
-    xhat = xg - mean_px
-    y_out = None
-    if keep_xhat:
-        # Allocated in the input's shape: returning a view would break in-place ops that
-        # follow (ReLU(inplace=True)) under autograd. Scratch for the squares until step 3.
-        y_out = torch.empty_like(x, dtype=cdt)
-        squares = torch.mul(xhat, xhat, out=y_out.view(n, g, cpg, h, w))
-    else:
-        squares = xhat * xhat
+    # Allocated in the input's shape (not a view of a 5-D buffer), so that in-place ops that
+    # follow (ReLU(inplace=True)) work under autograd.
+    y = torch.empty_like(x, dtype=cdt)
+    xhat = torch.sub(xg, mean_px, out=y.view(n, g, cpg, h, w))
+    squares = xhat * xhat
     sq_px = _group_sum(squares, ones) if cpg > 1 else None
     del squares
     # ``mean_px`` is the group mean rounded to cdt; the mean of ``x - mean_px`` is that rounding
@@ -236,157 +233,96 @@ def _eager_forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], 
     del stats
     # 3. xhat = (x - mean_px + (mean_px - c) - (mu - c)) * rstd in one in-place pass
     #    (mean_px - mu is formed in float64 per pixel, so only the small result is rounded),
-    #    then the per-channel affine transform.
-    torch.addcmul(centred_px.sub_(mu_c).to(cdt).mul_(rstd), xhat, rstd, out=xhat)
-    y = y_out.view(n, g, cpg, h, w) if keep_xhat else xhat
+    #    then the per-channel affine transform, in place.
+    _normalize(xhat, centred_px, mu_c, rstd)
     w5 = weight.to(cdt).view(1, g, cpg, 1, 1) if weight is not None else None
     b5 = bias.to(cdt).view(1, g, cpg, 1, 1) if bias is not None else None
     if w5 is not None and b5 is not None:
-        torch.addcmul(b5, xhat, w5, out=y)
+        torch.addcmul(b5, xhat, w5, out=xhat)
     elif w5 is not None:
-        torch.mul(xhat, w5, out=y)
+        xhat.mul_(w5)
     elif b5 is not None:
-        torch.add(xhat, b5, out=y)
-    elif keep_xhat:
-        y.copy_(xhat)
-    if not keep_xhat:
-        return xhat.reshape(n, c, h, w).to(x.dtype), None, mu_c, rstd
-    return y_out.to(x.dtype), xhat, mu_c, rstd
+        xhat.add_(b5)
+    return y.to(x.dtype), mu_c, rstd
 
 
-class _LocalContextNorm(torch.autograd.Function):
-    """LCN with its exact gradient (or the stop-gradient variant of the original code).
-
-    Saves ``xhat`` (one full tensor, as GroupNorm saves ``x``) and two per-group maps: the
-    window mean minus a per-(n, g) shift, and rstd.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
-                num_groups: int, window: Tuple[int, int, int, int], eps: float,
-                detach_stats: bool) -> Tensor:
-        y, xhat, mu_c, rstd = _eager_forward(x, weight, bias, num_groups, window, eps, True)
-        ctx.save_for_backward(xhat, mu_c, rstd, weight)
-        ctx.num_groups, ctx.window, ctx.detach_stats = num_groups, window, detach_stats
-        ctx.bias_dtype = bias.dtype if bias is not None else None
-        return y
-
-    @staticmethod
-    @once_differentiable  # second derivatives would be silently wrong: refuse them
-    def backward(ctx, grad_out: Tensor):
-        xhat, mu_c, rstd, weight = ctx.saved_tensors
-        g, window = ctx.num_groups, ctx.window
-        n, _, cpg, h, w = xhat.shape
-        cdt = xhat.dtype
-        dy = grad_out.to(cdt).reshape(n, g, cpg, h, w)
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_x = grad_w = grad_b = None
-        if need_b and ctx.bias_dtype is not None:
-            grad_b = dy.sum(dim=(0, 3, 4)).reshape(-1).to(ctx.bias_dtype)
-        stats_grad = need_x and not ctx.detach_stats
-        if not (need_w or stats_grad):
-            if need_x:
-                grad_x = dy * rstd if weight is None else dy * weight.to(cdt).view(
-                    1, g, cpg, 1, 1)
-                if weight is not None:
-                    grad_x.mul_(rstd)
-            return _finish(grad_x, grad_out, None, grad_b)
-
-        # ``buf`` holds dy * xhat first, then becomes grad_x.
-        buf = torch.mul(dy, xhat)
-        if need_w and weight is not None:
-            grad_w = buf.sum(dim=(0, 3, 4)).reshape(-1).to(weight.dtype)
-        if not need_x:
-            return _finish(None, grad_out, grad_w, grad_b)
-        gamma = (weight.to(cdt).view(1, g, 1, cpg) if weight is not None
-                 else xhat.new_ones(1, g, 1, cpg))
-        if stats_grad:
-            # Per-pixel A = sum_c gamma*dy and B = sum_c gamma*dy*xhat, then the maps
-            # beta = -r^2 B / n and alpha = -r A / n - (mu - c) beta and their box sums with
-            # the window reflected (the adjoint of the clipped box sum).
-            maps = xhat.new_empty((2, n, g, 1, h, w), dtype=torch.float64)
-            alpha, beta = maps[0], maps[1]
-            alpha.copy_(_group_sum(dy, gamma))
-            beta.copy_(_group_sum(buf, gamma))
-            r, m = rstd.double(), mu_c.double()
-            count = _counts(h, w, window, dy.device).mul_(cpg)
-            beta.mul_(r * r).div_(count).neg_()
-            alpha.mul_(r).div_(count).neg_().sub_(m * beta)
-            lo_h, hi_h, lo_w, hi_w = window
-            _box_sum_maps(maps, (hi_h, lo_h, hi_w, lo_w))
-            box_alpha, box_beta = alpha, beta
-        grad_x = torch.mul(dy, gamma.view(1, g, cpg, 1, 1), out=buf).mul_(rstd)
-        if stats_grad:
-            # dx = gamma*dy*r + W'alpha + (x - c) W'beta, with x - c = xhat / r + (mu - c).
-            grad_x.addcmul_(xhat, (box_beta / r).to(cdt))
-            grad_x.add_((box_alpha + m * box_beta).to(cdt))
-        return _finish(grad_x, grad_out, grad_w, grad_b)
+def _normalize(xhat: Tensor, centred_px: Tensor, mu_c: Tensor, rstd: Tensor) -> Tensor:
+    """``xhat`` (holding x - mean_px) becomes ``(x - mean_px + (mean_px - mu)) * rstd`` in
+    place; ``centred_px`` (mean_px - c, float64) is overwritten."""
+    return torch.addcmul(centred_px.sub_(mu_c).to(xhat.dtype).mul_(rstd), xhat, rstd, out=xhat)
 
 
-class _KernelLocalContextNorm(torch.autograd.Function):
-    """The same op through a fused-kernel backend: ``native`` (CPU, C++/OpenMP) or ``gpu``
-    (CUDA, Triton).
+def _eager_xhat(x: Tensor, g: int, mu_c: Tensor, rstd: Tensor) -> Tensor:
+    """``xhat`` of the pure-PyTorch forward recomputed from ``x`` and its (N, G, 1, H, W) maps,
+    with the same operations (so the same rounding): the backward pass keeps ``x``, not a
+    second full-size tensor."""
+    n, c, h, w = x.shape
+    cpg = c // g
+    xg = x.to(_compute_dtype(x)).view(n, g, cpg, h, w)
+    mean_px = _group_sum(xg, xg.new_ones(1, g, 1, cpg)).div_(cpg)
+    shift = mean_px.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64)
+    centred_px = torch.sub(mean_px, shift)  # float64, as in the forward pass
+    return _normalize(xg - mean_px, centred_px, mu_c, rstd)
 
-    A backend's ``forward`` returns ``(y, *state)`` and its ``backward`` takes that state
-    back: besides ``x``, the maps of the window mean (float64) and rstd, which the CPU kernels
-    keep only for groups of ``native.KEEP_STATS_MIN_CPG``+ channels (smaller groups recompute
-    them, so that the saved bytes stay within 1.5x GroupNorm's) and only when a backward pass
-    can follow.
-    """
 
-    @staticmethod
-    def forward(ctx, backend, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
-                num_groups: int, window: Tuple[int, int, int, int], eps: float,
-                keep_state: bool) -> Tensor:
-        y, *state = backend.forward(x, weight, bias, num_groups, window, eps, keep_state)
-        ctx.save_for_backward(x, weight, *state)
-        ctx.backend, ctx.num_groups, ctx.window, ctx.eps = backend, num_groups, window, eps
-        ctx.bias_dtype = bias.dtype if bias is not None else None
-        return y
+def _eager_backward(x: Tensor, grad_out: Tensor, weight: Optional[Tensor], mu_c: Tensor,
+                    rstd: Tensor, g: int, window: Tuple[int, int, int, int],
+                    detach_stats: bool, need_x: bool, need_w: bool, need_b: bool
+                    ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """Pure-PyTorch gradients ``(dx, dweight, dbias)`` in the compute dtype (or None) from the
+    input and the (N, G, 1, H, W) maps of mu - c and rstd of :func:`_eager_forward`: the exact
+    gradient, or the stop-gradient variant of the original code with ``detach_stats``."""
+    n, c, h, w = x.shape
+    cpg = c // g
+    cdt = _compute_dtype(x)
+    dy = grad_out.to(cdt).reshape(n, g, cpg, h, w)
+    grad_x = grad_w = grad_b = None
+    if need_b:
+        grad_b = dy.sum(dim=(0, 3, 4)).reshape(-1)
+    stats_grad = need_x and not detach_stats
+    if not (need_w or stats_grad):
+        if need_x:
+            grad_x = dy * rstd if weight is None else dy * weight.to(cdt).view(
+                1, g, cpg, 1, 1)
+            if weight is not None:
+                grad_x.mul_(rstd)
+            grad_x = grad_x.reshape(n, c, h, w)
+        return grad_x, None, grad_b
 
-    @staticmethod
-    @once_differentiable  # second derivatives would be silently wrong: refuse them
-    def backward(ctx, grad_out: Tensor):
-        x, weight, *state = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[1:4]
-        need_w, need_b = need_w and weight is not None, need_b and ctx.bias_dtype is not None
-        dx, dw, db = ctx.backend.backward(x, grad_out, weight, ctx.num_groups, ctx.window,
-                                          ctx.eps, need_x, need_w, need_b, *state)
-        dw = dw.to(weight.dtype) if dw is not None else None
-        db = db.to(ctx.bias_dtype) if db is not None else None
-        return None, dx, dw, db, None, None, None, None
+    xhat = _eager_xhat(x, g, mu_c, rstd)
+    # ``buf`` holds dy * xhat first, then becomes grad_x.
+    buf = torch.mul(dy, xhat)
+    if need_w:
+        grad_w = buf.sum(dim=(0, 3, 4)).reshape(-1)
+    if not need_x:
+        return None, grad_w, grad_b
+    gamma = (weight.to(cdt).view(1, g, 1, cpg) if weight is not None
+             else xhat.new_ones(1, g, 1, cpg))
+    if stats_grad:
+        # Per-pixel A = sum_c gamma*dy and B = sum_c gamma*dy*xhat, then the maps
+        # beta = -r^2 B / n and alpha = -r A / n - (mu - c) beta and their box sums with
+        # the window reflected (the adjoint of the clipped box sum).
+        maps = xhat.new_empty((2, n, g, 1, h, w), dtype=torch.float64)
+        alpha, beta = maps[0], maps[1]
+        alpha.copy_(_group_sum(dy, gamma))
+        beta.copy_(_group_sum(buf, gamma))
+        r, m = rstd.double(), mu_c.double()
+        count = _counts(h, w, window, dy.device).mul_(cpg)
+        beta.mul_(r * r).div_(count).neg_()
+        alpha.mul_(r).div_(count).neg_().sub_(m * beta)
+        lo_h, hi_h, lo_w, hi_w = window
+        _box_sum_maps(maps, (hi_h, lo_h, hi_w, lo_w))
+        box_alpha, box_beta = alpha, beta
+    grad_x = torch.mul(dy, gamma.view(1, g, cpg, 1, 1), out=buf).mul_(rstd)
+    if stats_grad:
+        # dx = gamma*dy*r + W'alpha + (x - c) W'beta, with x - c = xhat / r + (mu - c).
+        grad_x.addcmul_(xhat, (box_beta / r).to(cdt))
+        grad_x.add_((box_alpha + m * box_beta).to(cdt))
+    return grad_x.reshape(n, c, h, w), grad_w, grad_b
 
 
 def _needs_grad(*tensors: Optional[Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
-def _gpu_lcn(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
-             window: Tuple[int, int, int, int], eps: float) -> Optional[Tensor]:
-    """LCN through the Triton kernels, in the input's memory format; None if they failed for
-    this configuration (now or before: one warning, then the fallback for it alone)."""
-    config = (tuple(x.shape), x.dtype, num_groups, window,
-              weight is not None and weight.dtype, bias is not None and bias.dtype)
-    if gpu.failed_before(config):
-        return None
-    channels_last = not x.is_contiguous() and x.is_contiguous(
-        memory_format=torch.channels_last)
-    try:
-        y = _KernelLocalContextNorm.apply(gpu, x.contiguous(), weight, bias, num_groups,
-                                          window, eps, True)
-    except torch.OutOfMemoryError:
-        raise
-    except Exception as err:  # a Triton compile/launch failure
-        gpu.report_failure(config, err)
-        return None
-    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
-
-
-def _finish(grad_x: Optional[Tensor], grad_out: Tensor, grad_w: Optional[Tensor],
-            grad_b: Optional[Tensor]):
-    if grad_x is not None:
-        grad_x = grad_x.reshape(grad_out.shape).to(grad_out.dtype)
-    return grad_x, grad_w, grad_b, None, None, None, None
 
 
 def _group_norm(x: Tensor, num_groups: int, weight: Optional[Tensor], bias: Optional[Tensor],
@@ -431,27 +367,22 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
     """
     _check_args(x, num_groups, weight, bias, eps)
     kh, kw = normalize_window_size(window_size)
-    _, _, h, w = x.shape
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        if x.shape[0] == 0:
+    if torch.onnx.is_in_onnx_export():
+        # Standard ONNX ops only, no branch on the (dynamic) shape.
+        return local_context_norm_onnx(x, num_groups, kh, kw, weight, bias, float(eps))
+    # A window covering the whole map (kh >= 2H-1 and kw >= 2W-1) is GroupNorm, but it runs
+    # through the operator like any other window rather than F.group_norm: same arguments
+    # accepted (F.group_norm refuses mixed dtypes and groups of one value) and the same
+    # accuracy (float32 GroupNorm loses ~1e-3 at a 1e4 offset). The empty-batch shortcut
+    # branches on the shape: under torch.compile / torch.export it would turn the dynamic
+    # batch size into a guard, so traced graphs always call the operator.
+    if not torch.compiler.is_compiling() and x.shape[0] == 0:
+        with torch.autocast(device_type=x.device.type, enabled=False):
             return _group_norm(x, num_groups, _like(weight, x), _like(bias, x), eps)
-        # A window covering the whole map (kh >= 2H-1 and kw >= 2W-1) is GroupNorm, but it
-        # runs through the same kernels as any other window rather than F.group_norm: same
-        # arguments accepted (F.group_norm refuses mixed dtypes and groups of one value) and
-        # the same accuracy (float32 GroupNorm loses ~1e-3 at a 1e4 offset).
-        window = window_reach(h, w, kh, kw)
-        if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
-            x = x.contiguous()  # e.g. a strided slice: both paths need a group-splittable view
-        if not detach_stats and gpu.supports(x):
-            y = _gpu_lcn(x, weight, bias, num_groups, window, float(eps))
-            if y is not None:
-                return y
-        compute = x.to(_compute_dtype(x))
-        if not detach_stats and native.supports(compute):
-            y = _KernelLocalContextNorm.apply(native, compute, weight, bias, num_groups,
-                                              window, float(eps), _needs_grad(x, weight, bias))
-            return y.to(x.dtype)
-        if not _needs_grad(x, weight, bias):
-            return _eager_forward(x, weight, bias, num_groups, window, float(eps), False)[0]
-        return _LocalContextNorm.apply(x, weight, bias, num_groups, window, float(eps),
-                                       bool(detach_stats))
+    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+        x = x.contiguous()  # e.g. a strided slice: every path needs a group-splittable view
+    # The operator computes in float32 or float64 whatever the autocast state.
+    y, _, _ = torch.ops.lcn_mm.local_context_norm(
+        x, weight, bias, num_groups, kh, kw, float(eps), bool(detach_stats),
+        _needs_grad(x, weight, bias))
+    return y
