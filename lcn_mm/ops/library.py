@@ -38,13 +38,17 @@ def _gpu_config(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num
 
 
 def _backend(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_groups: int,
-             window: Window, detach_stats: bool) -> str:
+             window: Optional[Window], detach_stats: bool) -> str:
     """'gpu', 'native' or 'pure': the implementation for ``x`` (forward and backward agree,
-    because the backward pass asks again with the same saved input and arguments)."""
+    because the backward pass asks again with the same saved input and arguments).
+
+    ``window=None`` (the fake kernels) ignores the Triton configurations that failed before:
+    hashing a symbolic shape would specialize it, and their fallback (the pure path) returns
+    state of the same shapes and dtypes as the Triton kernels."""
     if detach_stats:
         return 'pure'   # the kernels implement the true gradient only
-    if gpu.supports(x) and not gpu.failed_before(
-            _gpu_config(x, weight, bias, num_groups, window)):
+    if gpu.supports(x) and (window is None or not gpu.failed_before(
+            _gpu_config(x, weight, bias, num_groups, window))):
         return 'gpu'
     if native.supports(x.to(_compute_dtype(x))):
         return 'native'
@@ -120,8 +124,7 @@ def _forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], num_gr
 
 @local_context_norm_op.register_fake
 def _(x, weight, bias, num_groups, kh, kw, eps, detach_stats, save_state):
-    window = window_reach(x.shape[2], x.shape[3], kh, kw)
-    backend = _backend(x, weight, bias, num_groups, window, detach_stats)
+    backend = _backend(x, weight, bias, num_groups, None, detach_stats)
     shape, mu_dtype, rstd_dtype = _state_shape(x, backend, num_groups, save_state)
     return (torch.empty_like(x), x.new_empty(shape, dtype=mu_dtype),
             x.new_empty(shape, dtype=rstd_dtype))
