@@ -6,7 +6,8 @@ any ONNX runtime. It computes what the kernels compute (``tests/test_deploy.py``
 against them and against a float64 window-by-window reference) without branching on the
 shape, so N, H and W stay dynamic:
 
-* per-pixel group mean ``m`` and variance ``v`` (ReduceMean), a per-(n, g) shift ``c``;
+* per-pixel group mean ``m`` and variance ``v`` (ReduceMean; ``m`` corrected in float64 by
+  the mean of ``x - m``, i.e. its float32 rounding, as the kernels do), a per-(n, g) shift ``c``;
 * clipped box sums of ``m - c`` and ``v + (m - c)**2`` as CumSum, then a zero/edge-padded
   prefix and one Slice-minus-Slice per axis: with ``P`` the exclusive prefix sums (``P[0] = 0``)
   padded by ``lo`` zeros in front and ``hi`` copies of ``P[L]`` at the end, the sum over
@@ -53,9 +54,13 @@ def local_context_norm_onnx(x: Tensor, num_groups: int, kh: int, kw: int,
     mean_px = xg.mean(2, keepdim=True)
     centred = xg - mean_px
     var_px = (centred * centred).mean(2, keepdim=True)
+    # ``mean_px`` is rounded to cdt; the mean of ``centred`` is that rounding (half an ulp of
+    # |m|), which would shift the window mean: added back in float64, as the kernels do.
+    resid = centred.mean(2, keepdim=True).double()
     shift = mean_px.mean((3, 4), keepdim=True)
-    a = (mean_px - shift).double()
-    stats = torch.cat([a, var_px.double() + a * a], 2)   # (N, G, 2, H, W)
+    a0 = (mean_px - shift).double()                      # mean_px - c
+    a = a0 + resid                                       # the exact group mean m - c
+    stats = torch.cat([a, var_px.double() - resid * resid + a * a], 2)   # (N, G, 2, H, W)
     ones = torch.ones_like(stats[:1, :1, :1])            # (1, 1, 1, H, W)
     lo_h, hi_h, lo_w, hi_w = (kh - 1) // 2, kh // 2, (kw - 1) // 2, kw // 2
     boxed = _box_sum(_box_sum(stats, 3, lo_h, hi_h), 4, lo_w, hi_w)
@@ -63,7 +68,7 @@ def local_context_norm_onnx(x: Tensor, num_groups: int, kh: int, kw: int,
     mean = boxed[:, :, :1] / count
     var = (boxed[:, :, 1:] / count - mean * mean).clamp(min=0)
     rstd = torch.rsqrt(var + eps).to(cdt)
-    y = (centred + (a - mean).to(cdt)) * rstd
+    y = (centred + (a0 - mean).to(cdt)) * rstd   # mean_px - mu formed in float64
     y = y.reshape(n, c, h, w)
     if weight is not None:
         y = y * weight.to(cdt).reshape(1, c, 1, 1)

@@ -16,7 +16,7 @@ import lcn_mm  # noqa: F401  (registers LCN for norm_cfg)
 from lcn_mm import LCN
 from lcn_mm.ops import local_context_norm, native
 from lcn_mm.ops.onnx import local_context_norm_onnx
-from oracle import oracle_lcn
+from oracle import hard_maps, oracle_lcn
 
 CUDA = torch.cuda.is_available()
 DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
@@ -289,3 +289,23 @@ def test_lcn_mm_imports_without_onnx_packages():
             'y = lcn_mm.LCN(4, num_groups=2, window_size=3)(torch.randn(1, 4, 5, 5))\n'
             'assert y.shape == (1, 4, 5, 5)\n')
     subprocess.run([sys.executable, '-c', code], check=True, timeout=300)
+
+
+# --- the ONNX formulation on issue #14's hard inputs ------------------------------------------
+
+#: Its whole-line float64 prefix sums (the kernels restart them every block) lose more than the
+#: float32 bound of docs/lcn.md next to steps of 1e4 (measured up to ~1e-2): a known gap.
+ONNX_HARD_GAP = {'step', 'rows_step'}
+
+
+@pytest.mark.parametrize('name', [
+    pytest.param(name, marks=pytest.mark.xfail(
+        strict=True, reason='whole-line prefix sums in lcn_mm/ops/onnx.py (docs/deployment.md)'))
+    if name in ONNX_HARD_GAP else name for name in sorted(hard_maps(64))])
+def test_onnx_formulation_on_hard_inputs(name):
+    """The float32 bound of tests/test_ops/test_lcn_op.py (1e-3 against the oracle) on
+    tests/oracle.py's hard maps, window 7: offsets, nodata blocks, ramps and outliers pass;
+    steps of 1e4 do not yet (strict xfail: fixing it turns this red until the set shrinks)."""
+    x = hard_maps(64)[name]
+    err = (local_context_norm_onnx(x, 1, 7, 7).double() - oracle_lcn(x, 1, 7)).abs().max()
+    assert err <= 1e-3, err.item()
