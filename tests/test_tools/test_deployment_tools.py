@@ -8,6 +8,7 @@ import pytest
 def test_pytorch2onnx_tool_on_a_demo_detector(tmp_path):
     """The deployment tool end to end: FCOS (mmdet single-stage, whole) with LCN everywhere."""
     import json
+    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -22,7 +23,11 @@ def test_pytorch2onnx_tool_on_a_demo_detector(tmp_path):
                     str(root / 'projects/aerial_demo/configs/fcos_r18_fpn64_lcn_neon-trees.py'),
                     '--shape', '64', '96', '--out', str(tmp_path / 'fcos.onnx'), '--no-gn',
                     '--reps', '1', '--tolerance', '1e-3', '--json', str(record)],
-                   check=True, timeout=900, cwd=root)
+                   check=True, timeout=900, cwd=root,
+                   # the demo configs import aerial_demo (custom_imports)
+                   env={**os.environ, 'PYTHONPATH': os.pathsep.join(
+                       [str(root), str(root / 'projects/aerial_demo'),
+                        os.environ.get('PYTHONPATH', '')])})
     result = json.loads(record.read_text())
     assert result['part'] == 'detector (backbone + neck + head)'
     assert len(result['max_abs_diff']) == 3
