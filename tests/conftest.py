@@ -5,9 +5,14 @@ LCN oracle) as ``oracle``, from any test folder (pytest runs in importlib mode).
 """
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-import torch
+# PyTorch keys its compiled-graph cache on the graph, not on a custom operator's Python code,
+# so a cache left by another version of lcn_mm would be reused: every test run starts empty.
+os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', tempfile.mkdtemp(prefix='lcn_mm_inductor_'))
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
