@@ -94,7 +94,7 @@ def test_results_report_check_names_document_and_line(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
     """A copy of the docs with one record added: --check fails naming the table's line;
     regenerating fixes it; a hand-edited number fails again."""
-    for rel in ('README.md', 'docs/results.md'):
+    for rel in ('README.md', 'docs/results.md', 'projects/aerial_demo/README.md'):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO_ROOT / rel, tmp_path / rel)
     (tmp_path / 'docs/results').mkdir()
