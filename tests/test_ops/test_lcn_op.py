@@ -6,7 +6,6 @@ import os
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lcn_mm.ops import local_context_norm, native
 from oracle import group_norm_formula, hard_maps, oracle_lcn

@@ -7,7 +7,6 @@ stable; ``deadline=None`` because the first call may JIT-build the kernel.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
