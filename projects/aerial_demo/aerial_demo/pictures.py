@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from .visualize import illumination_ramp
+from .visualize import _iou, illumination_ramp
 
 __all__ = ['load_model', 'predict', 'val_example', 'plot_task']
 
@@ -117,11 +117,6 @@ def _pred_layers(sample) -> dict:
     return out
 
 
-def _seg_iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    union = np.logical_or(pred == 1, gt == 1).sum()
-    return float(np.logical_and(pred == 1, gt == 1).sum() / union * 100) if union else 0.0
-
-
 def plot_task(title: str, cfg: Config, checkpoint: str, out: str,
               compare: Optional[dict] = None, dark: float = 0.3) -> dict:
     """Ground truth | LCN prediction, and with ``compare`` (name -> (cfg, checkpoint), e.g. a
@@ -141,7 +136,7 @@ def plot_task(title: str, cfg: Config, checkpoint: str, out: str,
     _draw(axes[0, 0], ex['img'], f'ground truth ({Path(ex["path"]).name})', **gt_layers)
     stats = dict(image=ex['path'])
     if 'seg' in ex:
-        stats['lcn_iou'] = _seg_iou(pred['seg'], ex['seg'])
+        stats['lcn_iou'] = _iou(pred['seg'], ex['seg'])
         label = f'LCN model: IoU {stats["lcn_iou"]:.1f}'
     else:
         stats.update(gt=n_gt, predicted=len(pred['boxes']))
@@ -153,7 +148,7 @@ def plot_task(title: str, cfg: Config, checkpoint: str, out: str,
         for ax, (name, (c, ck)) in zip(axes[1], list(models.items())[-2:]):
             p = _pred_layers(predict(load_model(c, ck), c, ramped))
             if 'seg' in p:
-                stats[f'ramp_{name}_iou'] = _seg_iou(p['seg'], ex['seg'])
+                stats[f'ramp_{name}_iou'] = _iou(p['seg'], ex['seg'])
                 text = f'IoU {stats[f"ramp_{name}_iou"]:.1f}'
             else:
                 text = f'{len(p["boxes"])} predicted'
