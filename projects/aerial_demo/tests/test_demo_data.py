@@ -2,11 +2,11 @@
 
 Why: the demos train on these tiles, so the counts in ``data/MANIFEST.json`` must match
 the files, the files must load through the demo dataset configs, and the converter must
-reproduce them from ``../shared/data`` (CI has it next to the repository).
+reproduce them from ``../shared/data`` (CI has it next to the repository) and the committed
+stardist source files in ``data/nuclei/source/``.
 
-The committed-data tests always run; only the rebuild test needs the shared samples and the
-stardist 0.9.2 wheel (``LCN_MM_NUCLEI_SRC``; skipped with a visible reason locally, a failure
-under ``CI``).
+The committed-data tests always run; only the rebuild tests need the shared samples (skipped
+with a visible reason locally, a failure under ``CI``).
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / 'data'
 CONFIGS = REPO / 'projects' / 'aerial_demo' / 'configs' / '_base_' / 'datasets'
 SHARED = Path(os.environ.get('LCN_MM_SHARED_DATA', REPO.parent / 'shared' / 'data'))
-#: the stardist 0.9.2 wheel or a folder with its img2d.tif / mask2d.tif (build_demo_data.py)
-NUCLEI_SRC = Path(os.environ.get('LCN_MM_NUCLEI_SRC') or '/nonexistent')
+#: stardist 0.9.2's img2d.tif / mask2d.tif (committed), or its wheel (build_demo_data.py)
+NUCLEI_SRC = Path(os.environ.get('LCN_MM_NUCLEI_SRC') or DATA / 'nuclei' / 'source')
 
 COCO_SETS = {'neon_trees': ('tree', ['train', 'val', 'test']),
              'spacenet_buildings': ('building', ['train', 'val']),
@@ -326,8 +326,8 @@ def _require_shared(nuclei: bool = False) -> None:
     if not (SHARED / 'README.md').is_file():
         missing.append(f'shared samples not found at {SHARED} (set LCN_MM_SHARED_DATA)')
     if nuclei and not NUCLEI_SRC.exists():
-        missing.append('stardist 0.9.2 wheel not found (pip download --no-deps stardist==0.9.2 '
-                       '-d DIR; set LCN_MM_NUCLEI_SRC to the .whl)')
+        missing.append(f'nuclei source not found at {NUCLEI_SRC} (set LCN_MM_NUCLEI_SRC to the '
+                       'stardist 0.9.2 wheel or a folder with img2d.tif and mask2d.tif)')
     if not missing:
         return
     if os.environ.get('CI'):

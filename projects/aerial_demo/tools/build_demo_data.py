@@ -13,13 +13,14 @@ PNG pixels and all counts are the same everywhere).
 
 Usage (from the repository root)::
 
-    # the nuclei image ships in the stardist wheel (BSD-3); fetch the wheel once, by hand:
-    python -m pip download --no-deps stardist==0.9.2 -d /tmp/sd
-    python projects/aerial_demo/tools/build_demo_data.py --src ../shared/data --out data/ \
-        --nuclei-src /tmp/sd/stardist-0.9.2-*.whl
+    python projects/aerial_demo/tools/build_demo_data.py --src ../shared/data --out data/
 
-``--nuclei-src`` takes that wheel (read with zipfile) or a folder holding ``img2d.tif`` and
-``mask2d.tif``; the script itself downloads nothing.
+The nuclei image and its labels come from the stardist 0.9.2 wheel (BSD-3); the two source
+files are committed in ``data/nuclei/source/`` with the wheel's licence, so the rebuild needs
+nothing but this repository and ``../shared/data``. ``--nuclei-src`` also takes the wheel
+itself (``pip download --no-deps stardist==0.9.2``, read with zipfile) or another folder
+holding ``img2d.tif`` and ``mask2d.tif``; either way their SHA-256 is checked, and the script
+downloads nothing.
 
 Only the generated sub-folders (``images/``, ``annotations/``, ``img_dir/``, ``ann_dir/``)
 and ``MANIFEST.json`` / ``SHA256SUMS`` are rewritten; hand-written ``README.md`` and
@@ -596,9 +597,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument('--src', type=Path, default=Path('../shared/data'),
                    help='folder with the raw samples (see its README.md)')
     p.add_argument('--out', type=Path, default=Path('data'), help='output folder')
-    p.add_argument('--nuclei-src', type=Path, required=True,
-                   help='the stardist 0.9.2 wheel (pip download --no-deps stardist==0.9.2) or '
-                        'a folder with its img2d.tif and mask2d.tif')
+    p.add_argument('--nuclei-src', type=Path, default=Path('data/nuclei/source'),
+                   help='a folder with stardist 0.9.2\'s img2d.tif and mask2d.tif (default: the '
+                        'committed copy) or the wheel itself')
     return p.parse_args(argv)
 
 
