@@ -14,11 +14,10 @@ backend_args = None
 # from-scratch Mask R-CNN memorises them (train mAP ~100, val 0 after 900 iterations without
 # it; docs/results.md). Scale jitter (+-25 %) and all 8 symmetries of the square (overhead
 # imagery has no "up": flips + RandomTranspose from aerial_demo.transforms).
-upscale = 2
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='RandomResize', scale=(256 * upscale, 256 * upscale), ratio_range=(0.8, 1.25),
+    dict(type='RandomResize', scale=(512, 512), ratio_range=(0.8, 1.25),
          keep_ratio=True),
     dict(type='RandomCrop', crop_size=(256, 256), recompute_bbox=True),
     # drop buildings the crop cut to slivers (degenerate boxes give non-finite box targets)
@@ -30,7 +29,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale_factor=float(upscale), keep_ratio=True),
+    dict(type='Resize', scale_factor=2.0, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',
