@@ -148,7 +148,8 @@ def plot_demo(results: list[dict], path: str) -> None:
 
 def records_tables(records: list[dict]) -> tuple[str, str]:
     """From recorded demo runs: (per headline metric: worst value and spare over baseline +
-    margin across all runs; per demo run: seed, threads, SIMD level, CPU, load, time, verdict).
+    margin across all runs; per demo run: seed, threads, SIMD level, CPU, load, the headline
+    values, time, verdict).
 
     Only complete demo runs count: those whose records cover every task of ``DEMO_TASKS``.
     """
@@ -165,24 +166,29 @@ def records_tables(records: list[dict]) -> tuple[str, str]:
         for rec in recs:
             for row in rec['rows'] if not rec['tag'] else []:
                 if row['headline']:
-                    per_metric.setdefault((rec['title'], row['metric']), []).append(
+                    per_metric.setdefault((rec['task'], rec['title'], row['metric']), []).append(
                         (row['value'], row['baseline'], rec['margin']))
     m_lines = ['| task | headline metric | runs | worst | best | baseline (max) | '
                'worst spare over baseline + margin |', '|---|---|---:|---:|---:|---:|---:|']
-    for (title, metric), vals in per_metric.items():
+    for (_, title, metric), vals in per_metric.items():
         spare = min(v - b - m for v, b, m in vals)
         m_lines.append(f'| {title} | {metric} | {len(vals)} | {min(v for v, _, _ in vals):.1f} '
                        f'| {max(v for v, _, _ in vals):.1f} | '
                        f'{max(b for _, b, _ in vals):.1f} | {spare:+.1f} |')
+    heads = [(task, metric) for task, _, metric in per_metric]
     r_lines = ['| run | seed | threads | SIMD (ATEN_CPU_CAPABILITY) | CPU | load at end | '
-               'training + evaluation time | passed |', '|---|---:|---:|---|---|---:|---:|---|']
+               + ' | '.join(f'{t} {m}' for t, m in heads) + ' | training + evaluation time | passed |',
+               '|---|---:|---:|---|---|---:|' + '---:|' * len(heads) + '---:|---|']
     for run_id, recs in sorted(complete.items()):
         env = recs[-1]['env']
         wall = sum(r['wall_s'] for r in recs)
         simd = env['cpu_capability'] + (f" ({env['ATEN_CPU_CAPABILITY']})"
                                          if env.get('ATEN_CPU_CAPABILITY') else '')
         passed = all(r['passed'] for r in recs if not r['tag'])
+        values = {(r['task'], row['metric']): row['value']
+                  for r in recs if not r['tag'] for row in r['rows'] if row['headline']}
+        cells = ' | '.join(f'{values[h]:.1f}' if h in values else '-' for h in heads)
         r_lines.append(f"| {run_id} | {recs[0]['seed']} | {recs[0]['threads']} | {simd} | "
-                       f"{env['cpu']} | {env['loadavg_1m']:.1f} | {wall / 60:.1f} min | "
+                       f"{env['cpu']} | {env['loadavg_1m']:.1f} | {cells} | {wall / 60:.1f} min | "
                        f"{'yes' if passed else 'NO'} |")
     return '\n'.join(m_lines), '\n'.join(r_lines)

@@ -169,5 +169,10 @@ def test_records_tables_worst_case_over_complete_runs() -> None:
     row = next(line for line in metrics.splitlines() if line.startswith(first))
     assert row == f'| {DEMO_TASKS[0].upper()} | m | 2 | 5.0 | 10.0 | 0.0 | +3.0 |'
     assert [line.split(' | ')[0] for line in runs.splitlines()[2:]] == ['| a', '| b']
-    # run b's time includes its GN twin (the whole demo's time)
-    assert runs.splitlines()[-1].endswith(f'| {len(DEMO_TASKS) + 1:.1f} min | yes |')
+    # each run's headline values, in task order; run b's time includes its GN twin (the whole
+    # demo's time)
+    assert runs.splitlines()[0].count(' m |') == len(DEMO_TASKS)
+    values_a = ' | '.join(f'{10.0 + i:.1f}' for i in range(len(DEMO_TASKS)))
+    assert f'| 0.5 | {values_a} | {len(DEMO_TASKS):.1f} min | yes |' in runs.splitlines()[2]
+    values_b = ' | '.join(['5.0'] * len(DEMO_TASKS))
+    assert runs.splitlines()[-1].endswith(f'| {values_b} | {len(DEMO_TASKS) + 1:.1f} min | yes |')
