@@ -254,7 +254,8 @@ def render_blocks(root: Path, figures: Path) -> dict[str, dict[str, str]]:
             'sweep': sweep_table(study) if sweeps else NOT_RUN,
             'transfer': transfer_table(study) if transfers else NOT_RUN,
         },
-        'README.md': {'main': main + images('docs/')},
+        'README.md': {'main': main + images('docs/'),
+                      'demo-metrics': f'{demo_source}\n\n{demo_metrics}'},
     }
 
 
