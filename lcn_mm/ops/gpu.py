@@ -4,8 +4,9 @@ Triton ships with PyTorch's CUDA wheels, so there is nothing to build at install
 are compiled on first use and cached by Triton. Without Triton (or with ``LCN_MM_TRITON=0``)
 LCN runs the pure-PyTorch implementation on the GPU; a kernel that fails to compile or launch
 for some configuration is reported by one warning that says why, and that configuration
-(not every other one) takes the same fallback from then on. The launch functions also take CPU tensors so that the
-tests can run the kernels under Triton's interpreter (``TRITON_INTERPRET=1``) without a GPU.
+(not every other one) takes the same fallback from then on. The launch functions also take
+CPU tensors so that the tests can run the kernels under Triton's interpreter
+(``TRITON_INTERPRET=1``) without a GPU.
 """
 from __future__ import annotations
 
