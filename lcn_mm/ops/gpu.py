@@ -4,8 +4,9 @@ Triton ships with PyTorch's CUDA wheels, so there is nothing to build at install
 are compiled on first use and cached by Triton. Without Triton (or with ``LCN_MM_TRITON=0``)
 LCN runs the pure-PyTorch implementation on the GPU; a kernel that fails to compile or launch
 for some configuration is reported by one warning that says why, and that configuration
-(not every other one) takes the same fallback from then on. The launch functions also take CPU tensors so that the
-tests can run the kernels under Triton's interpreter (``TRITON_INTERPRET=1``) without a GPU.
+(not every other one) takes the same fallback from then on. The launch functions also take
+CPU tensors so that the tests can run the kernels under Triton's interpreter
+(``TRITON_INTERPRET=1``) without a GPU.
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ _failed_configs: Set[Hashable] = set()
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 #: CUDA's limit on the number of blocks along grid dimension x (y and z allow only 65535).
 MAX_GRID_X = 2 ** 31 - 1
+#: Outputs between restarts of the box passes' running sums (at least; see ``_box``): their
+#: rounding error then does not grow with the length of a line.
+RESTART = 128
 
 
 def kernels():
@@ -84,12 +88,16 @@ def _box(src: Tensor, dst: Optional[Tensor], outs: Tuple[Optional[Tensor], ...],
         length, lines_per_plane, line_stride, elem_stride, blines, bl = h, w, 1, w, 64, 32
     n_lines = ng * lines_per_plane
     mu, r, out0, out1 = outs
+    # Running sums restart every max(RESTART, 2k) outputs (CPU kernel: the same), rounded up
+    # to whole chunks of ``bl``; a window longer than the line is clipped to it.
+    k_win = min(lo, length - 1) + min(hi, length - 1) + 1
+    seg = _cdiv(max(RESTART, 2 * k_win), bl) * bl
     k = kernels()
     k._box_kernel[(_cdiv(n_lines, blines),)](
         src, dst if dst is not None else src, mu if mu is not None else src,
         r if r is not None else src, out0 if out0 is not None else src,
         out1 if out1 is not None else src,
-        length, n_lines, lines_per_plane, h * w, line_stride, elem_stride, lo, hi,
+        length, n_lines, lines_per_plane, h * w, line_stride, elem_stride, lo, hi, seg,
         *other, cpg, eps, MODE=mode, BLINES=blines, BL=bl)
 
 

@@ -9,9 +9,10 @@ How it is computed (see ``docs/lcn.md``):
 1. Reduce over the channel group first: per pixel, the group mean ``m`` and the population
    variance ``v`` of its ``cpg`` channels (one read of ``x``, Welford inside ``var_mean``).
 2. Shift ``m`` by a per-(n, g) constant ``c`` and box-filter the two per-pixel maps
-   ``m - c`` and ``v + (m - c)**2`` with separable prefix sums in float64, restarted every
-   block of ``max(k, 32)`` elements so that no sum grows with the map. The maps are ``cpg``
-   times smaller than ``x``; prefix sums make the cost independent of the window, and float64
+   ``m - c`` and ``v + (m - c)**2`` with separable running sums in float64, restarted from a
+   direct window sum every ``max(2k, 64)`` outputs so that no sum grows with the map. The maps
+   are ``cpg`` times smaller than ``x``; running sums make the cost independent of the
+   window, and float64
    after a shift avoids the cancellation of ``E[x**2] - E[x]**2`` that makes float32 integral
    images return negative variances.
 3. ``xhat = (x - mu) * rstd`` (``m - mu`` formed in float64) and ``y = weight * xhat + bias``
@@ -98,10 +99,12 @@ def _window_counts(length: int, lo: int, hi: int, device: torch.device,
     return ((i + hi).clamp(max=length - 1) - (i - lo).clamp(min=0) + 1).to(dtype)
 
 
-#: Prefix sums restart every ``max(window, _BLOCK)`` elements: a window then spans at most two
-#: blocks, and no partial sum is larger than one block's, so the rounding error of a window
-#: sum is ~u * block * max|value| (u = 2^-53) whatever the length of the line.
-_BLOCK = 32
+#: Running window sums restart from a direct sum of their window every ``max(2k, _RESTART)``
+#: outputs (the CPU kernel does the same): a running sum gains ~u*|window sum| of rounding
+#: error per step (u = 2^-53), so its error does not grow with the line. Where the window is
+#: exactly constant, (value entering - value leaving) is exactly 0, so the sum there is the
+#: direct sum, not the difference of two large prefix sums, and its variance cancels to ~0.
+_RESTART = 64
 
 
 def _box_sum_1d(t: Tensor, dim: int, lo: int, hi: int) -> Tensor:
@@ -109,13 +112,13 @@ def _box_sum_1d(t: Tensor, dim: int, lo: int, hi: int) -> Tensor:
 
     The adjoint (for the backward pass) is the same sum with ``lo`` and ``hi`` swapped.
 
-    Blocked prefix sums: ``t`` is zero-padded by ``lo + 1`` in front (so clipping is automatic)
-    and cut into blocks of ``B >= k = lo + hi + 1`` elements, each with its own inclusive prefix
-    sum ``P``. The window of output ``i`` is padded positions ``(i, i + k]``: ``P[i + k] - P[i]``
-    plus the total of ``i``'s block when the window crosses into the next block. Whole-line
-    prefix sums would instead subtract two numbers as large as the line's total.
-    ``t`` is overwritten with the result. Assumes ``0 <= lo, hi <= L - 1`` (larger reaches
-    select the same pixels).
+    Restarted running sums, vectorized: with ``t`` zero-padded by ``lo + 1`` in front and
+    ``hi`` behind (so clipping is automatic; ``k = lo + hi + 1``), output ``i`` is the sum of
+    padded positions ``(i, i + k]`` and moves by ``tp[i + k] - tp[i]`` from ``i - 1``. Each block
+    of ``B = max(2k, _RESTART)`` outputs starts from its window's direct sum (an ``unfold``
+    sum, ``k/B <= 1/2`` extra reads) followed by the differences, and one blocked ``cumsum``
+    turns them into the window sums. ``t`` is overwritten with the result. Assumes
+    ``0 <= lo, hi <= L - 1`` (larger reaches select the same pixels).
     """
     length = t.shape[dim]
     if lo == 0 and hi == 0:
@@ -124,28 +127,27 @@ def _box_sum_1d(t: Tensor, dim: int, lo: int, hi: int) -> Tensor:
         # Every window is the whole axis: a plain (pairwise) sum, broadcast back.
         return t.sum(dim, keepdim=True).expand_as(t).contiguous()
     k = lo + hi + 1
-    block = max(k, _BLOCK)
-    n_blocks = -(-(length + k) // block)
+    block = max(2 * k, _RESTART)
+    n_blocks = -(-length // block)
     shape = list(t.shape)
-    shape[dim] = n_blocks * block
-    prefix = t.new_empty(shape)
-    prefix.narrow(dim, 0, lo + 1).zero_()
-    prefix.narrow(dim, lo + 1, length).copy_(t)
-    prefix.narrow(dim, lo + 1 + length, shape[dim] - lo - 1 - length).zero_()
-    blocked = prefix.unflatten(dim, (n_blocks, block))
-    blocked.cumsum_(dim)  # within each block (the block index sits just before ``dim``)
-    torch.sub(prefix.narrow(dim, k, length), prefix.narrow(dim, 0, length), out=t)
-    # The last k positions of each block have windows that end in the next block: add the
-    # block's total there (whole blocks, then the partial last one).
-    totals = blocked.narrow(dim, block - 1, 1)
+    shape[dim] = length + k
+    padded = t.new_empty(shape)
+    padded.narrow(dim, 0, lo + 1).zero_()
+    padded.narrow(dim, lo + 1, length).copy_(t)
+    padded.narrow(dim, lo + 1 + length, hi).zero_()
+    # Direct sums of the windows of outputs 0, B, 2B, ...: padded positions (i0, i0 + k].
+    starts = padded.narrow(dim, 1, length + k - 1).unfold(dim, k, block).sum(-1)
+    torch.sub(padded.narrow(dim, k, length), padded.narrow(dim, 0, length), out=t)
+    del padded
     full = length // block
     if full:
-        t.narrow(dim, 0, full * block).unflatten(dim, (full, block)).narrow(
-            dim, block - k, k).add_(totals.narrow(dim - 1, 0, full))
-    rest = length - full * block
-    if rest > block - k:
-        t.narrow(dim, full * block + block - k, rest - block + k).add_(
-            totals.select(dim - 1, full))
+        whole = t.narrow(dim, 0, full * block).unflatten(dim, (full, block))
+        whole.select(dim, 0).copy_(starts.narrow(dim, 0, full))
+        whole.cumsum_(dim)
+    if n_blocks > full:
+        tail = t.narrow(dim, full * block, length - full * block)
+        tail.select(dim, 0).copy_(starts.select(dim, full))
+        tail.cumsum_(dim)
     return t
 
 
@@ -183,6 +185,18 @@ def _counts(h: int, w: int, window: Tuple[int, int, int, int], device: torch.dev
             * _window_counts(w, lo_w, hi_w, device, torch.float64)[None, :])
 
 
+def _plane_shift(mean_px: Tensor) -> Tensor:
+    """The per-(n, g) shift ``c`` (float64): the plane's mean of ``m`` rounded to 8 significant
+    bits (bfloat16), so that ``m - c`` is exact in float64 and no longer than ``m`` itself.
+
+    Then an exactly constant window of short values (integer nodata such as -9999 or 0) has
+    exact window sums of ``m - c`` and ``(m - c)**2``, and its variance cancels to exactly 0
+    instead of to ~u * (m - c)**2 of rounding noise, which ``rstd = (v + eps)**-0.5`` (and so
+    the gradient ``w * dy * rstd`` there) would see at ``Δv / (2 eps)`` relative.
+    """
+    return mean_px.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64).bfloat16().double()
+
+
 def _eager_forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], g: int,
                    window: Tuple[int, int, int, int], eps: float
                    ) -> Tuple[Tensor, Tensor, Tensor]:
@@ -212,7 +226,7 @@ def _eager_forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], 
     resid = _group_sum(xhat, ones).div_(cpg) if cpg > 1 and cdt != torch.float64 else None
     # 2. Window statistics in float64 after a per-(n, g) shift (maps are cpg x smaller).
     #    Layout (2, N, G, 1, H, W) keeps each map contiguous.
-    shift = mean_px.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64)
+    shift = _plane_shift(mean_px)
     stats = mean_px.new_empty((2, n, g, 1, h, w), dtype=torch.float64)
     torch.sub(mean_px, shift, out=stats[0])
     centred_px = stats[0].clone()  # mean_px - c in float64 (the box sum overwrites ``stats``)
@@ -260,7 +274,7 @@ def _eager_xhat(x: Tensor, g: int, mu_c: Tensor, rstd: Tensor) -> Tensor:
     cpg = c // g
     xg = x.to(_compute_dtype(x)).view(n, g, cpg, h, w)
     mean_px = _group_sum(xg, xg.new_ones(1, g, 1, cpg)).div_(cpg)
-    shift = mean_px.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64)
+    shift = _plane_shift(mean_px)
     centred_px = torch.sub(mean_px, shift)  # float64, as in the forward pass
     return _normalize(xg - mean_px, centred_px, mu_c, rstd)
 

@@ -6,7 +6,9 @@ channel maps of a group. Forward and backward each read the full tensor as Group
 the per-pixel sums, 2 reads + 1 write for dx); everything else touches per-group maps,
 ``cpg`` times smaller. Window sums are separable clipped box sums, each a running sum of
 (value entering - value leaving the window) in float64 after a per-group shift, so the cost
-does not depend on the window and ``E[x^2] - E[x]^2`` does not cancel.
+does not depend on the window and ``E[x^2] - E[x]^2`` does not cancel; the running sums
+restart from a direct window sum every ``max(128, 2k)`` outputs or so, so their rounding error
+does not grow with the length of a line.
 """
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ def _pixel_sums_kernel(x_ptr, maps_ptr, C, HW, G, cpg, NBLK,
 
 @triton.jit
 def _box_kernel(src_ptr, dst_ptr, mu_ptr, r_ptr, out0_ptr, out1_ptr,
-                L, n_lines, lines_per_plane, HW, line_stride, elem_stride, lo, hi,
+                L, n_lines, lines_per_plane, HW, line_stride, elem_stride, lo, hi, SEG,
                 L2, lo2, hi2, cpg, eps,
                 MODE: tl.constexpr, BLINES: tl.constexpr, BL: tl.constexpr):
     """Clipped box sums ``[e - lo, e + hi]`` along one axis of both maps of each plane.
@@ -77,7 +79,10 @@ def _box_kernel(src_ptr, dst_ptr, mu_ptr, r_ptr, out0_ptr, out1_ptr,
     (``line_stride`` 1) of a plane. The output at ``e`` is P[min(e + hi, L - 1)] -
     P[e - lo - 1] for the prefix sums P, computed as a running (prefix) sum of the value
     entering the window (``hi`` ahead of the output) minus the value leaving it (``lo + 1``
-    behind): one pass over the line whatever the window, in float64.
+    behind): one pass over the line whatever the window, in float64. Every ``SEG`` outputs (a
+    multiple of ``BL``, at least twice the window) the running sums restart from a direct sum
+    of their window, as in the CPU kernel: a running sum gains ~u|sum| of rounding error per
+    step, so without restarts its error would grow with the length of the line.
 
     MODE 0 writes the two box sums to ``dst`` (same layout). MODE 1 (forward, columns)
     turns them into the window mean minus the shift (float64 map ``out0``) and rstd (float32
@@ -90,49 +95,60 @@ def _box_kernel(src_ptr, dst_ptr, mu_ptr, r_ptr, out0_ptr, out1_ptr,
     j = lines % lines_per_plane
     pix_base = plane.to(tl.int64) * HW + j.to(tl.int64) * line_stride
     src_base = pix_base + plane.to(tl.int64) * HW  # maps are (NG, 2, H, W)
-    box0 = tl.zeros([BLINES], tl.float64)
-    box1 = tl.zeros([BLINES], tl.float64)
     other = _window_count(j, L2, lo2, hi2).to(tl.float64) * cpg  # used by MODE 1 only
     last = (tl.arange(0, BL) == BL - 1)[None, :]
-    for start in range(0, L + hi, BL):
-        q = start + tl.arange(0, BL)      # leading position
-        e = q - hi                         # output position
-        t = e - lo - 1                     # trailing position
-        m_lead = lmask[:, None] & (q < L)[None, :]
-        m_trail = lmask[:, None] & ((t >= 0) & (t < L))[None, :]
-        p_lead = src_base[:, None] + (q.to(tl.int64) * elem_stride)[None, :]
-        p_trail = src_base[:, None] + (t.to(tl.int64) * elem_stride)[None, :]
-        # The window sum moves by (entering - leaving) value: one running sum per map.
-        d0 = (tl.load(src_ptr + p_lead, mask=m_lead, other=0.0)
-              - tl.load(src_ptr + p_trail, mask=m_trail, other=0.0))
-        d1 = (tl.load(src_ptr + p_lead + HW, mask=m_lead, other=0.0)
-              - tl.load(src_ptr + p_trail + HW, mask=m_trail, other=0.0))
-        run0 = box0[:, None] + tl.cumsum(d0, axis=1)
-        run1 = box1[:, None] + tl.cumsum(d1, axis=1)
-        # Carry the chunk's last value (read out as a masked sum: Triton 3.6 fails to compile
-        # a loop-carried ``acc += tl.sum(...)`` of float64 here).
-        box0 = tl.sum(tl.where(last, run0, 0.0), axis=1)
-        box1 = tl.sum(tl.where(last, run1, 0.0), axis=1)
-        m_out = lmask[:, None] & ((e >= 0) & (e < L))[None, :]
-        e_off = (e.to(tl.int64) * elem_stride)[None, :]
-        if MODE == 0:
-            p_out = src_base[:, None] + e_off
-            tl.store(dst_ptr + p_out, run0, mask=m_out)
-            tl.store(dst_ptr + p_out + HW, run1, mask=m_out)
-        elif MODE == 1:
-            count = _window_count(e, L, lo, hi).to(tl.float64)[None, :] * other[:, None]
-            mean = run0 / count
-            var = tl.maximum(run1 / count - mean * mean, 0.0)
-            rstd = 1.0 / tl.sqrt(var + eps)
-            p_out = pix_base[:, None] + e_off
-            tl.store(out0_ptr + p_out, mean, mask=m_out)
-            tl.store(out1_ptr + p_out, rstd.to(tl.float32), mask=m_out)
-        else:
-            p_out = pix_base[:, None] + e_off
-            mu = tl.load(mu_ptr + p_out, mask=m_out, other=0.0).to(tl.float64)
-            r = tl.load(r_ptr + p_out, mask=m_out, other=1.0).to(tl.float64)
-            tl.store(out0_ptr + p_out, (run1 / r).to(tl.float32), mask=m_out)
-            tl.store(out1_ptr + p_out, (run0 + mu * run1).to(tl.float32), mask=m_out)
+    for e0 in range(0, L, SEG):
+        # Restart: the window sum of output e0 - 1 (positions e0 - 1 - lo .. e0 - 1 + hi),
+        # summed directly into a 2-D accumulator that is reduced once.
+        acc0 = tl.zeros([BLINES, BL], tl.float64)
+        acc1 = tl.zeros([BLINES, BL], tl.float64)
+        for s in range(e0 - 1 - lo, e0 + hi, BL):
+            p = s + tl.arange(0, BL)
+            m_win = lmask[:, None] & ((p >= 0) & (p < L) & (p < e0 + hi))[None, :]
+            p_win = src_base[:, None] + (p.to(tl.int64) * elem_stride)[None, :]
+            acc0 += tl.load(src_ptr + p_win, mask=m_win, other=0.0)
+            acc1 += tl.load(src_ptr + p_win + HW, mask=m_win, other=0.0)
+        box0 = tl.sum(acc0, axis=1)
+        box1 = tl.sum(acc1, axis=1)
+        for start in range(e0, tl.minimum(e0 + SEG, L), BL):
+            e = start + tl.arange(0, BL)      # output position
+            q = e + hi                         # leading position
+            t = e - lo - 1                     # trailing position
+            m_lead = lmask[:, None] & (q < L)[None, :]
+            m_trail = lmask[:, None] & ((t >= 0) & (t < L))[None, :]
+            p_lead = src_base[:, None] + (q.to(tl.int64) * elem_stride)[None, :]
+            p_trail = src_base[:, None] + (t.to(tl.int64) * elem_stride)[None, :]
+            # The window sum moves by (entering - leaving) value: one running sum per map.
+            d0 = (tl.load(src_ptr + p_lead, mask=m_lead, other=0.0)
+                  - tl.load(src_ptr + p_trail, mask=m_trail, other=0.0))
+            d1 = (tl.load(src_ptr + p_lead + HW, mask=m_lead, other=0.0)
+                  - tl.load(src_ptr + p_trail + HW, mask=m_trail, other=0.0))
+            run0 = box0[:, None] + tl.cumsum(d0, axis=1)
+            run1 = box1[:, None] + tl.cumsum(d1, axis=1)
+            # Carry the chunk's last value (read out as a masked sum: Triton 3.6 fails to
+            # compile a loop-carried ``acc += tl.sum(...)`` of float64 here).
+            box0 = tl.sum(tl.where(last, run0, 0.0), axis=1)
+            box1 = tl.sum(tl.where(last, run1, 0.0), axis=1)
+            m_out = lmask[:, None] & ((e >= 0) & (e < L))[None, :]
+            e_off = (e.to(tl.int64) * elem_stride)[None, :]
+            if MODE == 0:
+                p_out = src_base[:, None] + e_off
+                tl.store(dst_ptr + p_out, run0, mask=m_out)
+                tl.store(dst_ptr + p_out + HW, run1, mask=m_out)
+            elif MODE == 1:
+                count = _window_count(e, L, lo, hi).to(tl.float64)[None, :] * other[:, None]
+                mean = run0 / count
+                var = tl.maximum(run1 / count - mean * mean, 0.0)
+                rstd = 1.0 / tl.sqrt(var + eps)
+                p_out = pix_base[:, None] + e_off
+                tl.store(out0_ptr + p_out, mean, mask=m_out)
+                tl.store(out1_ptr + p_out, rstd.to(tl.float32), mask=m_out)
+            else:
+                p_out = pix_base[:, None] + e_off
+                mu = tl.load(mu_ptr + p_out, mask=m_out, other=0.0).to(tl.float64)
+                r = tl.load(r_ptr + p_out, mask=m_out, other=1.0).to(tl.float64)
+                tl.store(out0_ptr + p_out, (run1 / r).to(tl.float32), mask=m_out)
+                tl.store(out1_ptr + p_out, (run0 + mu * run1).to(tl.float32), mask=m_out)
 
 
 @triton.jit

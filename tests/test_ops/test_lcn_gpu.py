@@ -148,6 +148,37 @@ def test_hard_inputs_stay_accurate_against_the_oracle(window):
         assert (got.double().cpu() - g64).abs().max() <= 1e-3 * g64.abs().max(), name
 
 
+#: (map, whether its input gradient is checked too) for the long-line test: every hard map
+#: along rows, two along columns (the interpreter runs a 4096 x 2 map's 256 row programs slowly).
+LONG_MAPS = {'rows': [(name, name == 'step') for name in sorted(hard_maps(8))],
+             'columns': [('step', True), ('nodata', False)]}
+
+
+@pytest.mark.parametrize('axis', ['rows', 'columns'])
+def test_long_lines_stay_accurate_against_the_oracle(axis):
+    """The box passes' running sums restart every max(128, 2k) outputs, so their rounding does
+    not grow with the line: hard maps as 2 x 4096 rows or 4096 x 2 columns (8 x 65536 on a
+    GPU), window 7, output within the float32 bound 1e-3 of the oracle, input gradient within
+    1e-3 of its max (forward and backward box passes both restart)."""
+    across, length = (8, 65536) if CUDA else (2, 4096)
+    gen = torch.Generator().manual_seed(5)
+    maps = hard_maps(across, width=length)
+    for name, check_grad in LONG_MAPS[axis]:
+        x = maps[name] if axis == 'rows' else maps[name].transpose(-1, -2).contiguous()
+        x64 = x.double().requires_grad_(True)
+        want = oracle_lcn(x64, 1, 7)
+        xd = x.to(DEVICE).requires_grad_(check_grad)
+        y = lcn_gpu(xd, 1, 7, 7)
+        err = (y.detach().double().cpu() - want.detach()).abs().max().item()
+        assert err <= 1e-3, (name, err)
+        if check_grad:
+            gy = torch.randn(x.shape, generator=gen)
+            (got,) = torch.autograd.grad(y, xd, gy.to(DEVICE))
+            (g64,) = torch.autograd.grad(want, x64, gy.double())
+            rel = ((got.double().cpu() - g64).abs().max() / g64.abs().max()).item()
+            assert rel <= 1e-3, (name, rel)
+
+
 def test_constant_input_gives_zero_not_nan():
     x = torch.full((1, 4, 9, 8), 3.7e4, device=DEVICE, requires_grad=True)
     y = lcn_gpu(x, 2, 5, 5)

@@ -122,7 +122,8 @@ def test_global_window_is_groupnorm(shape, groups):
     """From kh >= 2H-1 and kw >= 2W-1 every window is the whole map: GroupNorm, checked
     against GroupNorm written out (not F.group_norm) and the oracle."""
     x = torch.randn(shape, dtype=torch.float64)
-    weight, bias = torch.randn(shape[1], dtype=torch.float64), torch.randn(shape[1], dtype=torch.float64)
+    weight = torch.randn(shape[1], dtype=torch.float64)
+    bias = torch.randn(shape[1], dtype=torch.float64)
     h, w = shape[2:]
     want = group_norm_formula(x, groups) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
     for window in [(2 * h - 1, 2 * w - 1), 10_000]:
@@ -222,14 +223,12 @@ def test_float32_accuracy_does_not_degrade_on_long_lines(shape):
         assert err <= BOUND, (name, err.item())
 
 
-#: Maps with exactly constant windows beside data ~1e4 away. There the variance is 0, rstd is
-#: eps^-1/2 = 316 and the input gradient is w*dy*rstd; the window variance comes out of the
-#: shifted sums with an absolute error ~u*(mu - K)^2 ~ 1e-8 (u = 2^-53), 1e-3 of eps, which
-#: moves rstd, and so the gradient, by up to ~1e-2 relative (docs/lcn.md, "Limits").
-CONSTANT_BESIDE_OFFSET = {'nodata', 'step_flat', 'flat'}
-
-
 def test_float32_gradients_are_accurate_on_hard_inputs():
+    """Input gradient within 1e-3 of its max against the oracle, window 7, also on the maps with
+    exactly constant windows beside data ~1e4 away (nodata, flat, step_flat): there the
+    gradient is ``w * dy * rstd`` with ``rstd = (v + eps)**-0.5``, so rounding noise left in the
+    window variance ``v`` (exactly 0) shows at ``Δv / (2 eps)`` relative (the pure path had
+    6.5e-3 before its shift was made short and its box sums restarted running sums)."""
     gen = torch.Generator().manual_seed(3)
     for name, x in hard_maps(64).items():
         x64 = x.double().requires_grad_(True)
@@ -238,7 +237,25 @@ def test_float32_gradients_are_accurate_on_hard_inputs():
         (g32,) = torch.autograd.grad(local_context_norm(x32, 1, 7), x32, gy.float())
         (g64,) = torch.autograd.grad(oracle_lcn(x64, 1, 7), x64, gy)
         rel = ((g32.double() - g64).abs().max() / g64.abs().max()).item()
-        assert rel <= (1e-2 if name in CONSTANT_BESIDE_OFFSET else 1e-3), (name, rel)
+        assert rel <= 1e-3, (name, rel)
+
+
+@pytest.mark.parametrize('value', [-9999.1234, 12345.678])
+@pytest.mark.parametrize('window', [3, 7, 15])
+def test_float32_gradient_in_constant_windows_of_non_integer_nodata(value, window, path):
+    """The nodata map of tests/oracle.py with a nodata value that is not an integer: its
+    constant windows still get the gradient within 1e-3 of its max."""
+    if path == 'native':
+        pytest.skip('the CPU kernel does not round its shift yet (docs/lcn.md, Accuracy)')
+    x = hard_maps(64)['nodata']
+    x = torch.where(x == -9999.0, torch.tensor(value), x)
+    gen = torch.Generator().manual_seed(window)
+    gy = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    x32, x64 = x.clone().requires_grad_(True), x.double().requires_grad_(True)
+    (g32,) = torch.autograd.grad(local_context_norm(x32, 1, window), x32, gy.float())
+    (g64,) = torch.autograd.grad(oracle_lcn(x64, 1, window), x64, gy)
+    rel = ((g32.double() - g64).abs().max() / g64.abs().max()).item()
+    assert rel <= 1e-3, rel
 
 
 def test_constant_input_gives_zero_output_not_nan():

@@ -3,7 +3,8 @@
 For each hard input of ``tests/oracle.py`` (offsets, steps of 1e4, nodata blocks, ramps,
 outliers) and each path (fused CPU kernel, pure PyTorch, Triton under its CPU interpreter),
 prints the max abs error of the normalized output (groups=1, eps=1e-5) and writes the raw
-numbers as JSON. ``--root`` imports lcn_mm from another checkout (e.g. a baseline).
+numbers as JSON. ``--root`` imports lcn_mm from another checkout (e.g. a baseline); ``--paths``
+limits the paths measured.
 
     python tools/analysis_tools/lcn_accuracy.py --out docs/results/lcn_accuracy.json
 """
@@ -26,10 +27,15 @@ def main() -> None:
     ap.add_argument('--long', type=int, default=4096,
                     help='also 8 x LONG and LONG x 8 maps (long lines); 0 skips them')
     ap.add_argument('--triton-size', type=int, default=64,
-                    help='map size for the Triton interpreter (slow); 0 skips Triton')
+                    help='map size for the Triton interpreter (slow); 0 skips that map')
+    ap.add_argument('--triton-long', action=argparse.BooleanOptionalAction, default=True,
+                    help='also Triton on the 8 x LONG and LONG x 8 maps (its running sums)')
+    ap.add_argument('--paths', nargs='+', default=['cpu_kernel', 'pure', 'triton'],
+                    choices=['cpu_kernel', 'pure', 'triton'])
     ap.add_argument('--out', type=Path)
     args = ap.parse_args()
-    if args.triton_size:
+    triton = 'triton' in args.paths and (args.triton_size or (args.triton_long and args.long))
+    if triton:
         os.environ['TRITON_INTERPRET'] = '1'
     sys.path.insert(0, str(args.root.resolve()))
     sys.path.insert(0, str(HERE / 'tests'))
@@ -45,15 +51,19 @@ def main() -> None:
         gpu.supports = ((lambda x: x.dtype in (torch.float32,) and gpu.kernels() is not None)
                         if path == 'triton' else gpu_supports)
 
-    if args.triton_size:
-        sys.path.insert(0, str(HERE / 'tests'))
+    if triton:
+        sys.path.insert(0, str(HERE / 'tests' / 'test_ops'))
         import test_lcn_gpu  # noqa: F401  (patches Triton's interpreter for NumPy 2)
     shapes = [(size, size) for size in args.sizes]
     if args.long:
         shapes += [(8, args.long), (args.long, 8)]
-    runs = [(path, shape) for shape in shapes for path in ('cpu_kernel', 'pure')]
-    if args.triton_size:
-        runs.append(('triton', (args.triton_size, args.triton_size)))
+    runs = [(path, shape) for shape in shapes for path in ('cpu_kernel', 'pure')
+            if path in args.paths]
+    if 'triton' in args.paths:
+        if args.triton_size:
+            runs.append(('triton', (args.triton_size, args.triton_size)))
+        if args.triton_long and args.long:
+            runs += [('triton', (8, args.long)), ('triton', (args.long, 8))]
     rows = []
     for path, (h, w) in runs:
         use(path)
