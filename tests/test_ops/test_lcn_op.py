@@ -245,8 +245,6 @@ def test_float32_gradients_are_accurate_on_hard_inputs():
 def test_float32_gradient_in_constant_windows_of_non_integer_nodata(value, window, path):
     """The nodata map of tests/oracle.py with a nodata value that is not an integer: its
     constant windows still get the gradient within 1e-3 of its max."""
-    if path == 'native':
-        pytest.skip('the CPU kernel does not round its shift yet (docs/lcn.md, Accuracy)')
     x = hard_maps(64)['nodata']
     x = torch.where(x == -9999.0, torch.tensor(value), x)
     gen = torch.Generator().manual_seed(window)

@@ -149,8 +149,8 @@ void release_if_huge(Scratch& s) {
 constexpr int64_t kTile = 512;
 
 // Window statistics of one (n, g) plane: s.a = mu and s.b = rstd (H x W, double).
-// The sums are taken of m - K with K the mean of m over ~64 evenly spaced pixels
-// (deterministic; one outlier pixel cannot move it far), so the squares stay small where the
+// The sums are taken of m - K with K the mean of m over ~64 evenly spaced pixels, rounded to
+// 8 significant bits (deterministic; one outlier pixel cannot move it far), so the squares stay small where the
 // data sit near their typical level. The final var = S2/n - (S1/n)^2 then loses at most
 // ~u * max(m - K)^2 (u = 2^-53): 1e-8 for values 1e4 away from K.
 template <typename T>
@@ -167,6 +167,14 @@ void plane_stats(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, i
     k += m * inv_cpg;
   }
   k /= static_cast<double>(samples);
+  // K rounded to 8 significant bits: m - K is then exact, so an exactly constant window (integer
+  // or not, e.g. nodata) has exact box sums and its variance cancels to 0 instead of to rounding
+  // noise that rstd = (v + eps)^-1/2, and the gradient w*dy*rstd there, would see at dv/(2 eps).
+  if (k != 0.0) {
+    int e = 0;
+    const double f = std::frexp(k, &e);
+    k = std::ldexp(std::nearbyint(std::ldexp(f, 8)), e - 8);
+  }
   // Per pixel, one pass over the channels (shifted by channel 0 at that pixel):
   // a = m - K and b = M2 / cpg + a^2, the two maps to box-filter.
   double* a = s.a.data();
