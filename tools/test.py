@@ -10,13 +10,13 @@ import argparse
 import os
 import os.path as osp
 
+from mmengine.config import DictAction
+
 import lcn_mm  # noqa: F401  registers LCN/PN/LNCHW, even for configs without custom_imports
 from lcn_mm.apis.cli import add_norm_args, apply_norm_args, build_runner, log_norm_summary
-from lcn_mm.apis.config import (check_norm_types, ensure_custom_imports, load_config,
-                                setup_scope)
+from lcn_mm.apis.config import check_norm_types, ensure_custom_imports, load_config, setup_scope
 from lcn_mm.apis.errors import run_cli
 from lcn_mm.engine.dist import prepare_cpu_distributed
-from mmengine.config import DictAction
 
 
 def parse_args() -> argparse.Namespace:

@@ -13,6 +13,7 @@ from helpers.toy import REPO_ROOT, run_tool
 
 sys.path.insert(0, str(Path(REPO_ROOT) / 'tools' / 'analysis_tools'))
 from huge_image import build_backbone  # noqa: E402
+
 from lcn_mm.apis.tiled import receptive_context, sequential_stack, tiled_inference
 
 ROOT = Path(REPO_ROOT)

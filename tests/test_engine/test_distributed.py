@@ -11,8 +11,7 @@ from pathlib import Path
 import torch
 
 import lcn_mm
-from helpers.toy import (REPO_ROOT, TOY_CONFIG, LCNToyDataset, LCNToyNet, free_port,
-                            run_tool)
+from helpers.toy import REPO_ROOT, TOY_CONFIG, LCNToyDataset, LCNToyNet, free_port, run_tool
 
 ROOT = Path(REPO_ROOT)
 

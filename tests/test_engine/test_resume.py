@@ -19,10 +19,9 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import helpers.toy  # noqa: F401  registers the toy model, dataset and hook
+from helpers.toy import REPO_ROOT, TOY_CONFIG, run_tool, tool_env
 from lcn_mm.engine import hooks as atomic_checkpoint
 from lcn_mm.engine.hooks import atomic_write_bytes
-
-from helpers.toy import REPO_ROOT, TOY_CONFIG, run_tool, tool_env
 
 ROOT = Path(REPO_ROOT)
 TOY = TOY_CONFIG

@@ -91,8 +91,8 @@ mmcv_cnn = pytest.importorskip('mmcv.cnn')
 
 @pytest.mark.parametrize('scope', [None, 'mmdet', 'mmseg'])
 def test_build_norm_layer_in_every_scope(scope):
-    from mmengine.registry import DefaultScope
     from mmcv.cnn import build_norm_layer
+    from mmengine.registry import DefaultScope
     if scope == 'mmdet':
         import mmdet.models  # noqa: F401
     elif scope == 'mmseg':

@@ -23,7 +23,6 @@ triton = pytest.importorskip('triton', reason='Triton is not installed (pip inst
 from lcn_mm.ops import gpu, local_context_norm  # noqa: E402
 from oracle import hard_maps, oracle_lcn  # noqa: E402
 
-
 DEVICE = 'cuda' if CUDA else 'cpu'
 
 

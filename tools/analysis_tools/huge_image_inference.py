@@ -21,6 +21,7 @@ import platform
 import sys
 
 from huge_image import run_measured, worker  # tools/analysis_tools/huge_image.py
+
 from lcn_mm.apis.errors import run_cli
 
 LANDSAT = '../shared/data/landsat5-nebraska/nebraska_landsat5_with_nodata_wgs84.tif'

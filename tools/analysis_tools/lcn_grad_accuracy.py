@@ -35,9 +35,9 @@ def main() -> None:
     sys.path.insert(0, str(args.root.resolve()))
     sys.path.insert(0, str(HERE / 'tests'))
     import torch
-    from oracle import hard_maps, oracle_lcn
 
     from lcn_mm.ops import gpu, local_context_norm, native
+    from oracle import hard_maps, oracle_lcn
     torch.set_num_threads(1)
     kernel_supports, gpu_supports = native.supports, gpu.supports
     if 'triton' in args.paths:

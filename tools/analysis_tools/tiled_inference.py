@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 import torch
-
 from huge_image import build_backbone, load_scene  # tools/analysis_tools/huge_image.py
+
 from lcn_mm.apis.checkpoint import check_checkpoint
 from lcn_mm.apis.errors import UserInputError, run_cli
 from lcn_mm.apis.tiled import receptive_context, tiled_inference

@@ -12,6 +12,7 @@ the layers take their BN/GN key names while loading (lcn_mm/layers/bn_gn_keys.py
 import argparse
 
 import torch
+
 from lcn_mm.apis.checkpoint import convert_state_dict
 
 

@@ -176,14 +176,15 @@ def records_tables(records: list[dict]) -> tuple[str, str]:
                        f'| {max(v for v, _, _ in vals):.1f} | '
                        f'{max(b for _, b, _ in vals):.1f} | {spare:+.1f} |')
     heads = [(task, metric) for task, _, metric in per_metric]
+    head_cols = ' | '.join(f'{t} {m}' for t, m in heads)
     r_lines = ['| run | seed | threads | SIMD (ATEN_CPU_CAPABILITY) | CPU | load at end | '
-               + ' | '.join(f'{t} {m}' for t, m in heads) + ' | training + evaluation time | passed |',
+               f'{head_cols} | training + evaluation time | passed |',
                '|---|---:|---:|---|---|---:|' + '---:|' * len(heads) + '---:|---|']
     for run_id, recs in sorted(complete.items()):
         env = recs[-1]['env']
         wall = sum(r['wall_s'] for r in recs)
-        simd = env['cpu_capability'] + (f" ({env['ATEN_CPU_CAPABILITY']})"
-                                         if env.get('ATEN_CPU_CAPABILITY') else '')
+        forced = env.get('ATEN_CPU_CAPABILITY')
+        simd = env['cpu_capability'] + (f' ({forced})' if forced else '')
         passed = all(r['passed'] for r in recs if not r['tag'])
         values = {(r['task'], row['metric']): row['value']
                   for r in recs if not r['tag'] for row in r['rows'] if row['headline']}

@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from .study import (COLUMNS, NORM_COLORS, NORM_ORDER, REF_BATCH, TASK_METRIC,
-                    batch_size_table, batch_size_tasks, cell_runs, load_results, plot_study,
-                    sweep_table, transfer_table)
 from .demo import records_tables
+from .study import (COLUMNS, NORM_COLORS, NORM_ORDER, REF_BATCH, TASK_METRIC, batch_size_table,
+                    batch_size_tasks, cell_runs, load_results, plot_study, sweep_table,
+                    transfer_table)
 from .tasks import TASKS
 
 __all__ = ['MIN_SEEDS', 'RESULTS_DIR', 'cell', 'main_table', 'paired_table', 'drops',

@@ -86,6 +86,7 @@ def eval_shifts(records: Iterable[dict], out: str, work_root: str,
     transform swapped in before each evaluation (the checkpoint is loaded once).
     """
     from mmengine.runner import Runner
+
     from .shifts import SHIFTS, PhotometricShift
     names = ['none'] + list(shift_names or SHIFTS)
     done = recorded_keys(out)

@@ -33,8 +33,8 @@ import hashlib
 import io
 import json
 import shutil
-import zipfile
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
