@@ -29,6 +29,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
 from .onnx import local_context_norm_onnx
 
 WindowSize = Union[int, Sequence[int]]
