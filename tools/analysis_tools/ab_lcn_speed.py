@@ -87,12 +87,13 @@ def main() -> None:
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--pure', action='store_true', help='time the pure-PyTorch path')
     ap.add_argument('--cases', choices=sorted(CASE_SETS), default='issue14')
+    ap.add_argument('--match', default='', help='only the cases whose label contains this')
     ap.add_argument('--fwd', action='store_true', help='also time the no-grad forward pass')
     ap.add_argument('--min-sample', type=float, default=0.0,
                     help='seconds a timed sample lasts at least (steps repeated within it)')
     ap.add_argument('--out', type=Path)
     args = ap.parse_args()
-    cases = json.dumps(CASE_SETS[args.cases])
+    cases = json.dumps([c for c in CASE_SETS[args.cases] if args.match in c[0]])
     raw = {'A': [], 'B': []}
     for r in range(args.rounds):
         for tag, root in (('A', args.baseline), ('B', args.candidate)):
@@ -114,7 +115,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(dict(command=' '.join(sys.argv), threads=args.threads,
                                             path='pure' if args.pure else 'cpu_kernel',
-                                            cases=args.cases, rounds=args.rounds,
+                                            cases=args.cases, match=args.match, rounds=args.rounds,
                                             reps=args.reps, min_sample=args.min_sample,
                                             torch=torch.__version__, raw=raw, summary=rows),
                                        indent=1))
