@@ -396,8 +396,5 @@ def local_context_norm(x: Tensor, num_groups: int, window_size: WindowSize,
             return _group_norm(x, num_groups, _like(weight, x), _like(bias, x), eps)
     if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
         x = x.contiguous()  # e.g. a strided slice: every path needs a group-splittable view
-    # The operator computes in float32 or float64 whatever the autocast state.
-    y, _, _ = torch.ops.lcn_mm.local_context_norm(
-        x, weight, bias, num_groups, kh, kw, float(eps), bool(detach_stats),
-        _needs_grad(x, weight, bias))
-    return y
+    from . import library  # imports this module (the implementations): not at the top
+    return library.apply(x, weight, bias, num_groups, kh, kw, float(eps), bool(detach_stats))

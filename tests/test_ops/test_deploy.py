@@ -11,6 +11,7 @@ import torch
 import torch._dynamo
 from torch import nn
 from torch.export import Dim
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import lcn_mm  # noqa: F401  (registers LCN for norm_cfg)
 from lcn_mm import LCN
@@ -83,6 +84,43 @@ def test_operator_matches_window_reference(backend):
     assert not mu.requires_grad and not rstd.requires_grad
     assert torch.autograd.gradcheck(lambda *a: OP(*a, 4, 5, 4, 1e-5, False, True)[0],
                                     (x, w, b))
+
+
+class _OpNames(TorchDispatchMode):
+    """Records the name of every operator that reaches the dispatcher."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize('dtype,groups', [(torch.float32, 2), (torch.float32, 8),
+                                          (torch.float64, 4)])
+def test_eager_path_skips_the_dispatcher_with_the_operators_numbers(backend, dtype, groups):
+    """Plain eager calls bypass torch.ops (per-call cost) but give the operator's exact bits,
+    forward and backward (state kept for cpg 8, recomputed for cpg 2 and 1); a dispatch mode
+    sees the operator itself."""
+    x = torch.randn(2, 8, 11, 13, dtype=dtype, requires_grad=True)
+    w = torch.randn(8, dtype=dtype, requires_grad=True)
+    b = torch.randn(8, dtype=dtype, requires_grad=True)
+    gy = torch.randn(2, 8, 11, 13, dtype=dtype)
+    y = local_context_norm(x, groups, (5, 4), w, b)
+    assert type(y.grad_fn).__name__ == '_DirectBackward'
+    y_op = OP(x, w, b, groups, 5, 4, 1e-5, False, True)[0]
+    assert torch.equal(y, y_op)
+    for g, g_op in zip(torch.autograd.grad(y, (x, w, b), gy),
+                       torch.autograd.grad(y_op, (x, w, b), gy)):
+        assert torch.equal(g, g_op)
+    with torch.no_grad():
+        assert torch.equal(local_context_norm(x, groups, (5, 4), w, b), y_op)
+    with _OpNames() as mode:
+        y_mode = local_context_norm(x, groups, (5, 4), w, b)
+    assert 'lcn_mm.local_context_norm.default' in mode.names
+    assert torch.equal(y_mode, y_op)
 
 
 # --- torch.compile ---------------------------------------------------------------------------

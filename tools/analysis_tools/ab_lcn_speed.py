@@ -5,9 +5,13 @@ alternating A and B so that machine noise hits both; prints per-shape medians an
 B/A, and writes the raw per-round times as JSON. With one thread the time is the thread's CPU
 time (``time.thread_time``), which other processes on a shared machine disturb less than wall
 time; ``--pure`` times the pure-PyTorch path instead of the fused CPU kernel.
+``--cases deployment`` takes the shapes of ``benchmark_norms.py`` (window 31, weight and bias),
+those of the deployment A/B table (docs/deployment.md); ``--fwd`` also times the forward pass
+under ``torch.no_grad()`` (entries ``'<case> [fwd]'``). A timed sample repeats the step until
+it lasts ``--min-sample`` seconds, so that small maps are timed over many calls.
 
     git archive <baseline-commit> lcn_mm | tar -x -C /tmp/lcn_base
-    python tools/analysis_tools/ab_lcn_speed.py /tmp/lcn_base . --rounds 7 --out docs/results/ab.json
+    python tools/analysis_tools/ab_lcn_speed.py /tmp/lcn_base . --rounds 7 --out ab.json
 """
 from __future__ import annotations
 
@@ -18,12 +22,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-# (label, shape, groups, window)
-CASES = [
-    ('cpg 8, 100x168, k31', (1, 256, 100, 168), 32, 31),
-    ('cpg 2, 256x256, k7', (1, 64, 256, 256), 32, 7),
-    ('cpg 16, 50x84, k63', (1, 512, 50, 84), 32, 63),
-]
+import torch
+from benchmark_norms import SHAPES
+
+# (label, shape, groups, window, with bias)
+CASE_SETS = {
+    'issue14': [
+        ('cpg 8, 100x168, k31', (1, 256, 100, 168), 32, 31, False),
+        ('cpg 2, 256x256, k7', (1, 64, 256, 256), 32, 7, False),
+        ('cpg 16, 50x84, k63', (1, 512, 50, 84), 32, 63, False),
+    ],
+    'deployment': [(label, shape, groups, 31, True) for label, shape, groups in SHAPES],
+}
 
 CHILD = r'''
 import json, sys, time, torch
@@ -37,21 +47,33 @@ else:
 threads = int(sys.argv[2])
 torch.set_num_threads(threads)
 clock = time.thread_time if threads == 1 else time.perf_counter
-reps = int(sys.argv[3])
+reps, fwd, min_sample = int(sys.argv[3]), sys.argv[6] == 'fwd', float(sys.argv[7])
+def best(fn):
+    t0 = clock(); fn(); calls = max(1, int(min_sample / max(clock() - t0, 1e-9)))
+    times = []
+    for _ in range(reps):
+        t0 = clock()
+        for _ in range(calls):
+            fn()
+        times.append((clock() - t0) / calls)
+    return min(times)
 out = {}
-for label, shape, g, k in json.loads(sys.argv[4]):
+for label, shape, g, k, with_bias in json.loads(sys.argv[4]):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(*shape, generator=gen).requires_grad_(True)
     w = torch.ones(shape[1], requires_grad=True)
+    b = torch.zeros(shape[1], requires_grad=True) if with_bias else None
+    inputs = (x, w, b) if with_bias else (x, w)
     gy = torch.randn(*shape, generator=gen)
     def step():
-        y = ops.local_context_norm(x, g, k, w)
-        torch.autograd.grad(y, (x, w), gy)
-    step()
-    times = []
-    for _ in range(reps):
-        t0 = clock(); step(); times.append(clock() - t0)
-    out[label] = min(times)
+        y = ops.local_context_norm(x, g, k, w, b)
+        torch.autograd.grad(y, inputs, gy)
+    def forward():
+        with torch.no_grad():
+            ops.local_context_norm(x, g, k, w, b)
+    out[label] = best(step)
+    if fwd:
+        out[label + ' [fwd]'] = best(forward)
 print(json.dumps(out))
 '''
 
@@ -64,21 +86,27 @@ def main() -> None:
     ap.add_argument('--reps', type=int, default=3, help='timed steps per process (min taken)')
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--pure', action='store_true', help='time the pure-PyTorch path')
+    ap.add_argument('--cases', choices=sorted(CASE_SETS), default='issue14')
+    ap.add_argument('--match', default='', help='only the cases whose label contains this')
+    ap.add_argument('--fwd', action='store_true', help='also time the no-grad forward pass')
+    ap.add_argument('--min-sample', type=float, default=0.0,
+                    help='seconds a timed sample lasts at least (steps repeated within it)')
     ap.add_argument('--out', type=Path)
     args = ap.parse_args()
-    cases = json.dumps(CASES)
+    cases = json.dumps([c for c in CASE_SETS[args.cases] if args.match in c[0]])
     raw = {'A': [], 'B': []}
     for r in range(args.rounds):
         for tag, root in (('A', args.baseline), ('B', args.candidate)):
             res = subprocess.run([sys.executable, '-c', CHILD, str(root.resolve()),
                                   str(args.threads), str(args.reps), cases,
-                                  'pure' if args.pure else 'kernel'],
+                                  'pure' if args.pure else 'kernel',
+                                  'fwd' if args.fwd else 'fwd_bwd', str(args.min_sample)],
                                  capture_output=True, text=True, check=True)
             raw[tag].append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(f'round {r + 1}/{args.rounds} done', file=sys.stderr, flush=True)
     print('| case | A s (median) | B s (median) | B/A |\n|---|---|---|---|')
     rows = []
-    for label, *_ in CASES:
+    for label in raw['A'][0]:
         a = statistics.median(t[label] for t in raw['A'])
         b = statistics.median(t[label] for t in raw['B'])
         rows.append(dict(case=label, a=a, b=b, ratio=b / a))
@@ -87,8 +115,10 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(dict(command=' '.join(sys.argv), threads=args.threads,
                                             path='pure' if args.pure else 'cpu_kernel',
-                                            rounds=args.rounds, reps=args.reps, raw=raw,
-                                            summary=rows), indent=1))
+                                            cases=args.cases, match=args.match, rounds=args.rounds,
+                                            reps=args.reps, min_sample=args.min_sample,
+                                            torch=torch.__version__, raw=raw, summary=rows),
+                                       indent=1))
 
 
 if __name__ == '__main__':
