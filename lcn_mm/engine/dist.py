@@ -9,7 +9,8 @@ Runner then skips its own ``init_dist``), and wraps the model in
 CPU modules.
 
 LCN has no batch statistics, so there is nothing to synchronise across ranks (no SyncBN): a
-multi-process run is the single-process run on the global batch (``tests/test_engine/test_distributed.py``).
+multi-process run is the single-process run on the global batch
+(``tests/test_engine/test_distributed.py``).
 """
 from __future__ import annotations
 

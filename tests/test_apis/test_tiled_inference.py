@@ -14,7 +14,7 @@ from helpers.toy import REPO_ROOT, run_tool
 sys.path.insert(0, str(Path(REPO_ROOT) / 'tools' / 'analysis_tools'))
 from huge_image import build_backbone  # noqa: E402
 
-from lcn_mm.apis.tiled import receptive_context, sequential_stack, tiled_inference
+from lcn_mm.apis.tiled import receptive_context, sequential_stack, tiled_inference  # noqa: E402
 
 ROOT = Path(REPO_ROOT)
 
@@ -63,7 +63,8 @@ def test_groupnorm_tiles_differ() -> None:
 
 
 def test_resnet_stage_with_lcn_tiles_equal_whole_image() -> None:
-    """ResNet-18 stem + stage 1 (stride 4) with LCN: what tools/analysis_tools/tiled_inference.py runs."""
+    """ResNet-18 stem + stage 1 (stride 4) with LCN: what tools/analysis_tools/tiled_inference.py
+    runs."""
     backbone = build_backbone('LCN', num_stages=1, width=16, window=7, groups=4)
     context, stride = receptive_context(backbone, size=128)
     assert stride == 4 and math.isfinite(context)
@@ -79,8 +80,9 @@ def test_tiled_tool_on_the_landsat_scene_crop(tmp_path) -> None:
     scene = ROOT.parent / 'shared/data/landsat5-nebraska/nebraska_landsat5_with_nodata_wgs84.tif'
     if not scene.is_file():
         pytest.skip(f'no shared data at {scene}')
-    proc = run_tool([ROOT / 'tools/analysis_tools/tiled_inference.py', scene, '--crop', '384', '320',
-                     '--tile', '128', '--width', '8', '--window', '15', '--groups', '2',
+    proc = run_tool([ROOT / 'tools/analysis_tools/tiled_inference.py', scene,
+                     '--crop', '384', '320', '--tile', '128', '--width', '8',
+                     '--window', '15', '--groups', '2',
                      '--check', '--out', tmp_path / 'feat.npy'])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'max |tiled - whole| = ' in proc.stdout and (tmp_path / 'feat.npy').is_file()

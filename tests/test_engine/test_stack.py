@@ -237,7 +237,8 @@ def test_runner_checkpoint_resumes(runner_checkpoint: Path, patched_torch_load: 
 
 
 def test_runner_checkpoint_needs_compat_patch(runner_checkpoint: Path) -> None:
-    """The failure mode that lcn_mm.engine.compat fixes exists on this torch, and the patch is scoped."""
+    """The failure mode that lcn_mm.engine.compat fixes exists on this torch, and the patch is
+    scoped."""
     from mmengine.runner import load_checkpoint
     was_patched = compat.torch_load_is_patched()
     compat.unpatch_torch_load()

@@ -69,7 +69,8 @@ def test_non_finite_input_raises_with_check_finite(tmp_path: Path) -> None:
     args = [TRAIN, TOY_CONFIG, '--work-dir', tmp_path,
             '--cfg-options', 'train_dataloader.dataset.nan_index=0',
             'train_dataloader.sampler.shuffle=False', 'model.norm_cfg.check_finite=True']
-    assert_clean_failure(run_tool(args), 'LCN(', 'non-finite input', '32 NaN')  # 1 pixel, 3x3 conv, 8 ch
+    # 1 pixel, 3x3 conv, 8 ch
+    assert_clean_failure(run_tool(args), 'LCN(', 'non-finite input', '32 NaN')
     # --debug (or LCN_MM_DEBUG=1) shows the traceback instead.
     proc = run_tool(args, env=tool_env(LCN_MM_DEBUG='1'))
     assert proc.returncode != 0 and 'Traceback' in proc.stderr

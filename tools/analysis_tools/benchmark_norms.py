@@ -221,8 +221,8 @@ def bench_torchvision_mask_rcnn(reps: int, size: int, device: str) -> Optional[d
         for m, b in zip(masks, boxes.long()):
             m[b[1]:b[3], b[0]:b[2]] = 1
         images.append(torch.rand(3, size, size, generator=gen).to(device))
-        targets.append(dict(boxes=boxes.to(device), labels=torch.ones(3, dtype=torch.long,
-                                                                       device=device),
+        targets.append(dict(boxes=boxes.to(device),
+                            labels=torch.ones(3, dtype=torch.long, device=device),
                             masks=masks.to(device)))
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
     steps = {}
@@ -325,12 +325,12 @@ def main() -> None:
     md = [f'LCN path: {path}; {args.device} {args.dtype}; {machine}; torch {torch.__version__}; '
           f'window {args.window} for the shape table; {args.stat} of {args.reps} interleaved reps.',
           '', table(rows, [('label', 'shape (N,C,H,W)', ''), ('groups', 'G', 'd'),
-                          ('gn_fwd_ms', 'GN fwd ms', ms), ('lcn_fwd_ms', 'LCN fwd ms', ms),
-                          ('fwd_ratio', 'fwd ratio', '.2f'),
-                          ('gn_fwdbwd_ms', 'GN fwd+bwd ms', ms),
-                          ('lcn_fwdbwd_ms', 'LCN fwd+bwd ms', ms),
-                          ('fwdbwd_ratio', 'fwd+bwd ratio', '.2f'),
-                          ('saved_ratio', 'saved-bytes ratio', '.2f')]),
+                           ('gn_fwd_ms', 'GN fwd ms', ms), ('lcn_fwd_ms', 'LCN fwd ms', ms),
+                           ('fwd_ratio', 'fwd ratio', '.2f'),
+                           ('gn_fwdbwd_ms', 'GN fwd+bwd ms', ms),
+                           ('lcn_fwdbwd_ms', 'LCN fwd+bwd ms', ms),
+                           ('fwdbwd_ratio', 'fwd+bwd ratio', '.2f'),
+                           ('saved_ratio', 'saved-bytes ratio', '.2f')]),
           '', f'Windows at {tuple(main_shape)}, G={main_groups} (forward+backward):', '',
           table(wins, [('window', 'window', 'd'), ('fwdbwd_ms', 'LCN ms', ms),
                        ('gn_fwdbwd_ms', 'GN ms', ms)]),

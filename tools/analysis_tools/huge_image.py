@@ -1,7 +1,8 @@
 """Inference on images far larger than training tiles: backbone cut, scene loading, peak memory.
 
 Used by ``tools/analysis_tools/huge_image_inference.py`` (whole-image peak RSS, LCN vs GN) and
-``tools/analysis_tools/tiled_inference.py`` (sliding-window inference equal to whole-image inference).
+``tools/analysis_tools/tiled_inference.py`` (sliding-window inference equal to whole-image
+inference).
 Random weights: these are about memory and exactness, not accuracy.
 """
 from __future__ import annotations
@@ -153,8 +154,8 @@ def measure_forward(model: Optional[nn.Module], x: Tensor, fn=None) -> dict:
     return dict(rss_before_mib=round(before_now), peak_before_mib=round(before_peak),
                 peak_after_mib=round(peak_rss_mib()), forward_s=round(seconds, 1),
                 input_mib=round(x.numel() * x.element_size() / 2**20),
-                output_shape=list(y.shape), output_mib=round(y.numel() * y.element_size()
-                                                              / 2**20),
+                output_shape=list(y.shape),
+                output_mib=round(y.numel() * y.element_size() / 2**20),
                 finite=bool(torch.isfinite(y).all()))
 
 

@@ -9,7 +9,7 @@ Runs every case in a fresh subprocess and reports its peak RSS (``ru_maxrss``):
 * ``op``: the LCN op alone (fused kernel and pure-PyTorch path) vs ``F.group_norm`` on one
   tensor of ``--op-shape``: extra memory over the input, output included.
 
-    python tools/analysis_tools/huge_image_inference.py                      # the table in docs/reliability.md
+    python tools/analysis_tools/huge_image_inference.py  # the table in docs/reliability.md
     python tools/analysis_tools/huge_image_inference.py --images synthetic:4096 --cases net
 
 ``--worker`` runs one case in this process and prints it as JSON.

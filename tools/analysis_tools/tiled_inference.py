@@ -6,9 +6,11 @@ with :func:`lcn_mm.apis.tiled.receptive_context`) and their cores stitched, so t
 equal those of one whole-image pass while memory depends only on the tile. ``--check`` also runs
 the whole image and prints the largest difference (use ``--crop`` on small machines).
 
-    python tools/analysis_tools/tiled_inference.py ../shared/data/landsat5-nebraska/nebraska_landsat5_with_nodata_wgs84.tif \\
+    python tools/analysis_tools/tiled_inference.py \\
+        ../shared/data/landsat5-nebraska/nebraska_landsat5_with_nodata_wgs84.tif \\
         --tile 512 --out work_dirs/landsat_feat.npy
-    python tools/analysis_tools/tiled_inference.py scene.tif --crop 1024 1024 --check --norm GN   # GN: refused
+    python tools/analysis_tools/tiled_inference.py scene.tif --crop 1024 1024 --check \\
+        --norm GN   # GN: refused
 
 Random weights (``--checkpoint`` loads a backbone state dict saved from :class:`ResNetCut`).
 """

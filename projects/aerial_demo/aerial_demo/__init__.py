@@ -4,8 +4,9 @@
   building semantic segmentation), their configs, headline metrics and trivial baselines.
 * :mod:`.run` — prepare a demo config (norm, batch size, schedule, seed) and train/evaluate it
   through the mmengine ``Runner`` as mmdet/mmseg ``tools/train.py`` do.
-* :mod:`.study` — the resumable multi-norm study (``projects/aerial_demo/tools/compare_norms.py``): one JSON
-  line per finished run, markdown tables (mean ± std) and plots from whatever is recorded.
+* :mod:`.study` — the resumable multi-norm study
+  (``projects/aerial_demo/tools/compare_norms.py``): one JSON line per finished run, markdown
+  tables (mean ± std) and plots from whatever is recorded.
 """
 from . import transforms  # noqa: F401  (registers RandomTranspose for mmdet and mmseg)
 from .run import prepare_cfg, train_and_evaluate

@@ -1,4 +1,5 @@
-"""The norm study behind ``projects/aerial_demo/tools/compare_norms.py``: resumable runs, tables and plots.
+"""The norm study behind ``projects/aerial_demo/tools/compare_norms.py``: resumable runs, tables
+and plots.
 
 Every finished run appends one JSON line to a results file; a run whose key (task, norm cfg,
 seed, batch size, iterations, tag, initial weights) is already there is skipped, so a long
@@ -167,7 +168,7 @@ def mean_std(values: list[float]) -> str:
 
 
 def cell_runs(records: list[dict], task: str, norm: str, batch_size: int,
-            tag: str = '') -> list[dict]:
+              tag: str = '') -> list[dict]:
     """The study runs of one cell: default norm cfg, config and schedule (a shortened or
     otherwise changed run never counts in the study's tables)."""
     spec = make_spec(task, norm, batch_size=batch_size)

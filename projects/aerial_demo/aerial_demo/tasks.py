@@ -29,8 +29,8 @@ class Task:
             the others are printed for information.
         iters: training iterations of ``make demo`` (at ``batch_size``).
         batch_size: training batch size of ``make demo``.
-        study_iters: iterations at batch 4 of a ``projects/aerial_demo/tools/compare_norms.py`` run (shorter than
-            the demo's where the task learns within that, so that many runs fit).
+        study_iters: iterations at batch 4 of a ``projects/aerial_demo/tools/compare_norms.py``
+            run (shorter than the demo's where the task learns within that, so that many runs fit).
         baseline: ``'untrained'`` (evaluate the freshly initialised model before training) or
             ``'all_background'`` (mIoU of predicting background everywhere, from the labels).
     """

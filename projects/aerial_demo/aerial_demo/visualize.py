@@ -3,9 +3,10 @@
 The 900x900 px SpaceNet Atlanta scene is stitched back from the demo tiles, a smooth
 illumination ramp (full brightness at the top down to ``dark`` at the bottom, as a cloud
 shadow or a sun-angle change across a mosaic would) is applied, and the same scene goes
-through semantic-segmentation models trained with BN, GN and LCN (``projects/aerial_demo/tools/compare_norms.py``
-checkpoints). For each model we show a backbone feature map right after a norm layer
-(channel-mean of |activation|) and the predicted building mask.
+through semantic-segmentation models trained with BN, GN and LCN
+(``projects/aerial_demo/tools/compare_norms.py`` checkpoints). For each model we show a
+backbone feature map right after a norm layer (channel-mean of |activation|) and the predicted
+building mask.
 
 Global norms (BN: dataset statistics; GN: one mean/variance per image and group) scale the
 dark side and the bright side alike, so the dark side keeps weaker features; LCN normalises

@@ -48,7 +48,8 @@ def _load_builder() -> ModuleType:
     name = 'build_demo_data'
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / 'projects/aerial_demo/tools' / f'{name}.py')
+    spec = importlib.util.spec_from_file_location(
+        name, REPO / 'projects/aerial_demo/tools' / f'{name}.py')
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
@@ -147,7 +148,8 @@ def test_coco_files_match_manifest(ds: str, manifest: dict) -> None:
             im = imgs[a['image_id']]
             x, y, bw, bh = a['bbox']
             assert bw > 0 and bh > 0 and a['area'] > 0 and a['iscrowd'] == 0
-            assert x >= 0 and y >= 0 and x + bw <= im['width'] + 1e-6 and y + bh <= im['height'] + 1e-6
+            assert (x >= 0 and y >= 0 and x + bw <= im['width'] + 1e-6
+                    and y + bh <= im['height'] + 1e-6)
             seg = a.get('segmentation', [])
             if isinstance(seg, dict):  # RLE (nuclei): decodes to the image size, area and box
                 import pycocotools.mask as mask_util
@@ -161,7 +163,8 @@ def test_coco_files_match_manifest(ds: str, manifest: dict) -> None:
             for poly in seg:
                 xy = np.asarray(poly).reshape(-1, 2)
                 assert len(xy) >= 3
-                assert xy.min() >= 0 and xy[:, 0].max() <= im['width'] and xy[:, 1].max() <= im['height']
+                assert (xy.min() >= 0 and xy[:, 0].max() <= im['width']
+                        and xy[:, 1].max() <= im['height'])
         if ds in MASK_SETS:
             assert all(a['segmentation'] for a in coco['annotations'])
     assert len(seen_files) == sum(m[s]['images'] for s in splits)

@@ -73,7 +73,7 @@ def test_test_time_lcn_whole_scene(study_file: Path, tmp_path: Path,
     assert _tool('test_time_lcn').main(args) == 0
     recs = _lines(out)
     assert [(r['test_norm'], r['window']) for r in recs] == [('GN', None), ('LCN', 7),
-                                                            ('LCN', 1023)]
+                                                             ('LCN', 1023)]
     for r in recs:
         assert r['scene'] == 'buildings 900x900' and r['trained_norm'] == 'GN'
         assert set(r['metrics']) == {'mIoU scene', 'mIoU val strip'}

@@ -1,4 +1,5 @@
-"""aerial_demo.transforms.RandomTranspose: image, boxes, polygon/bitmap masks and label maps agree."""
+"""aerial_demo.transforms.RandomTranspose: image, boxes, polygon/bitmap masks and label maps
+agree."""
 from __future__ import annotations
 
 import numpy as np

@@ -299,7 +299,8 @@ def _neon_tiles(img: np.ndarray, boxes: np.ndarray, scene_tag: str, split: str,
 
 
 def build_neon(src: Path, out: Path, tile: int = TILE) -> dict:
-    """NEON trees -> COCO detection: train = one YELL scene, val = the other, test = 2 other sites."""
+    """NEON trees -> COCO detection: train = one YELL scene, val = the other, test = 2 other
+    sites."""
     src = src / 'neon-trees'
     reset_dirs(out, ['images', 'annotations'])
     categories = [{'id': 1, 'name': 'tree', 'supercategory': 'vegetation'}]

@@ -25,12 +25,12 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # aerial_demo
-import lcn_mm  # noqa: F401
-from aerial_demo import TASKS
-from aerial_demo.study import (NORM_ORDER, STUDY_RESULTS, batch_size_table, batch_size_tasks,
-                               load_results, make_spec, norm_table, plot_study, run_specs,
-                               sweep_table, transfer_table)
-from aerial_demo.transfer import run_transfer
+import lcn_mm  # noqa: E402,F401
+from aerial_demo import TASKS  # noqa: E402
+from aerial_demo.study import (NORM_ORDER, STUDY_RESULTS, batch_size_table,  # noqa: E402
+                               batch_size_tasks, load_results, make_spec, norm_table, plot_study,
+                               run_specs, sweep_table, transfer_table)
+from aerial_demo.transfer import run_transfer  # noqa: E402
 
 ROADS = 'projects/aerial_demo/configs/fpn_r18_lcn_spacenet-seg-roads.py'
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # aerial_demo
-import lcn_mm  # noqa: F401
-from aerial_demo import TASKS, prepare_cfg
-from aerial_demo.study import load_results, make_spec, run_key
-from aerial_demo.tasks import NORMS, REPO_ROOT
-from aerial_demo.visualize import plot_norm_comparison
-from lcn_mm.testing import build_model
+import lcn_mm  # noqa: E402,F401
+from aerial_demo import TASKS, prepare_cfg  # noqa: E402
+from aerial_demo.study import load_results, make_spec, run_key  # noqa: E402
+from aerial_demo.tasks import NORMS, REPO_ROOT  # noqa: E402
+from aerial_demo.visualize import plot_norm_comparison  # noqa: E402
+from lcn_mm.testing import build_model  # noqa: E402
 
 
 def main(argv=None) -> int:

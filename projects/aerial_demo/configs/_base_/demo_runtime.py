@@ -1,5 +1,6 @@
-# Runtime shared by the CPU demo configs (projects/aerial_demo/configs/*.py): iteration-based schedule with one
-# validation at the end, CPU-friendly env, deterministic seed, quiet logs every 10 iterations.
+# Runtime shared by the CPU demo configs (projects/aerial_demo/configs/*.py): iteration-based
+# schedule with one validation at the end, CPU-friendly env, deterministic seed, quiet logs every
+# 10 iterations.
 # The demo configs are sized for 2 CPU cores (docs/results.md); `make demo` runs all three.
 # lcn_mm: the LCN/PN/LNCHW norms; aerial_demo: RandomTranspose (projects/aerial_demo on the
 # Python path: the demo tools put it there, `export PYTHONPATH=projects/aerial_demo` otherwise).
