@@ -205,7 +205,11 @@ def main() -> int:
         print(f'max |ONNX Runtime - PyTorch|, {name}: {diff:.3e}')
 
     x = torch.randn(1, 3, h, w)
-    result: Dict[str, Any] = dict(config=args.config, part=wrapper.part, shape=args.shape,
+    import onnxruntime
+    # the command and versions, so that a record can be re-run as it was made
+    result: Dict[str, Any] = dict(command=' '.join(['python'] + sys.argv),
+                                  torch=torch.__version__, onnxruntime=onnxruntime.__version__,
+                                  config=args.config, part=wrapper.part, shape=args.shape,
                                   checkpoint=args.checkpoint, threads=args.threads,
                                   reps=args.reps, max_abs_diff=checks,
                                   tolerance=args.tolerance,
