@@ -206,6 +206,7 @@ def main() -> int:
 
     x = torch.randn(1, 3, h, w)
     import onnxruntime
+
     # the command and versions, so that a record can be re-run as it was made
     result: Dict[str, Any] = dict(command=' '.join(['python'] + sys.argv),
                                   torch=torch.__version__, onnxruntime=onnxruntime.__version__,
