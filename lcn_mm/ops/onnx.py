@@ -59,8 +59,8 @@ def local_context_norm_onnx(x: Tensor, num_groups: int, kh: int, kw: int,
     m64 = mean_px.double()
     a0 = m64 - mean_px.mean((3, 4), keepdim=True).double()   # m - c, exact in float64
     a = a0 + resid.double()
-    # v + a^2 is the group's second moment about c (up to resid^2 <= (ulp(m) / 2)^2, dropped).
-    b = var_px.double() + a * a
+    # the group's second moment about c: v - resid^2 + a^2 = v + a0 * (a + resid)
+    b = var_px.double() + a0 * (a + resid.double())
     rows = _window_mean_matrix(h, (kh - 1) // 2, kh // 2, x.device).transpose(0, 1)
     cols = _window_mean_matrix(w, (kw - 1) // 2, kw // 2, x.device)
     mean = rows @ (a @ cols)
