@@ -2,22 +2,28 @@
 
 :func:`lcn_mm.ops.local_context_norm` returns this formulation while ``torch.onnx`` exports
 (``torch.onnx.is_in_onnx_export()``), so the exported graph has no custom operator and runs in
-any ONNX runtime. It computes what the kernels compute (``tests/test_deploy.py`` checks it
-against them and against a float64 window-by-window reference) without branching on the
-shape, so N, H and W stay dynamic:
+any ONNX runtime. It computes what the kernels compute (``tests/test_ops/test_deploy.py``
+checks it against the independent float64 oracle of ``tests/oracle.py`` and against the
+kernels) without branching on the shape, so N, H and W stay dynamic:
 
-* per-pixel group mean ``m`` and variance ``v`` (ReduceMean; ``m`` corrected in float64 by
-  the mean of ``x - m``, i.e. its float32 rounding, as the kernels do), a per-(n, g) shift ``c``;
-* clipped box sums of ``m - c`` and ``v + (m - c)**2`` as CumSum, then a zero/edge-padded
-  prefix and one Slice-minus-Slice per axis: with ``P`` the exclusive prefix sums (``P[0] = 0``)
-  padded by ``lo`` zeros in front and ``hi`` copies of ``P[L]`` at the end, the sum over
-  ``[i - lo, i + hi]`` clipped to ``[0, L)`` is ``Q[i + lo + hi + 1] - Q[i]``, exact for any
-  window, including windows larger than the map;
-* the pixel counts by the same box sum of ones.
+* per-pixel group mean ``m`` and variance ``v`` (ReduceMean); ``m`` is rounded to float32,
+  and the mean of ``x - m`` (that rounding) is added back in float64, as the kernels do;
+* a per-(n, g) shift ``c``; ``a = m - c`` formed **in float64** (in float32 it rounds to half
+  an ulp of ``|c|``, e.g. 2.4e-4 at 5e3, which ``rstd`` then amplifies: the 1e-2 errors of
+  issue #14's step maps came from this, not from the sums);
+* window means of ``a`` and ``v + a**2`` as two float64 MatMuls with banded averaging
+  matrices built from the shape (``M[j, i] = 1 / count_i`` for rows ``j`` in the clipped window
+  of ``i``), one per axis. Each output is a direct sum of the window's values (no prefix sums
+  whose magnitude grows with the line, no Concat/Slice copies), clipping and the pixel counts
+  are in the matrices, and the windows may be larger than the map;
+* ``rstd`` in float32 after the float64 subtraction ``E[b] - E[a]**2``, and
+  ``y = ((x - m) + (a - mean_a)) * rstd``, the second term formed in float64.
 
-Inputs are computed in float32 (float64 stays float64). The box sums run in float64 (ONNX CumSum and ONNX Runtime's CPU kernel support it), as the
-pure-PyTorch path does, so that ``E[x^2] - E[x]^2`` does not cancel on large maps; runtimes
-without float64 (TensorRT) would need a float32 variant, which is not provided.
+Float64 is kept for the window sums because ``E[x^2] - E[x]^2`` cancels: float32 is not enough
+there on maps with offsets of 1e4 (``hard_maps``). Runtimes without float64 (TensorRT) would
+need another variant, which is not provided. The band MatMuls cost ``2 (H + W)`` multiply-adds
+per map element, against ~10 memory passes for prefix sums: cheaper at the feature-map sizes of
+the deployment benchmarks (docs/deployment.md), dearer on maps of several hundred pixels a side.
 """
 from __future__ import annotations
 
@@ -29,18 +35,13 @@ from torch import Tensor
 __all__ = ['local_context_norm_onnx']
 
 
-def _box_sum(t: Tensor, dim: int, lo: int, hi: int) -> Tensor:
-    """Clipped box sum over ``[i - lo, i + hi]`` along ``dim``: CumSum, Concat, Slice, Sub."""
-    length = t.shape[dim]
-    prefix = torch.cumsum(t, dim)
-    last = prefix.narrow(dim, length - 1, 1)
-    zeros = torch.zeros_like(last)
-    parts = [zeros.expand(*[lo + 1 if d == dim % t.dim() else -1 for d in range(t.dim())]),
-             prefix]
-    if hi:
-        parts.append(last.expand(*[hi if d == dim % t.dim() else -1 for d in range(t.dim())]))
-    padded = torch.cat(parts, dim)
-    return padded.narrow(dim, lo + hi + 1, length) - padded.narrow(dim, 0, length)
+def _window_mean_matrix(length: int, lo: int, hi: int, device: torch.device) -> Tensor:
+    """(L, L) float64 ``M`` with ``(t @ M)[i]`` the mean of ``t[j]``, ``j`` in the clipped
+    ``[i - lo, i + hi]``: built from ``length`` at run time, so the size stays dynamic."""
+    i = torch.arange(length, device=device)
+    offset = i[:, None] - i[None, :]                      # j - i
+    band = ((offset >= -lo) & (offset <= hi)).to(torch.float64)
+    return band / band.sum(0, keepdim=True)
 
 
 def local_context_norm_onnx(x: Tensor, num_groups: int, kh: int, kw: int,
@@ -54,21 +55,18 @@ def local_context_norm_onnx(x: Tensor, num_groups: int, kh: int, kw: int,
     mean_px = xg.mean(2, keepdim=True)
     centred = xg - mean_px
     var_px = (centred * centred).mean(2, keepdim=True)
-    # ``mean_px`` is rounded to cdt; the mean of ``centred`` is that rounding (half an ulp of
-    # |m|), which would shift the window mean: added back in float64, as the kernels do.
-    resid = centred.mean(2, keepdim=True).double()
-    shift = mean_px.mean((3, 4), keepdim=True)
-    a0 = (mean_px - shift).double()                      # mean_px - c
-    a = a0 + resid                                       # the exact group mean m - c
-    stats = torch.cat([a, var_px.double() - resid * resid + a * a], 2)   # (N, G, 2, H, W)
-    ones = torch.ones_like(stats[:1, :1, :1])            # (1, 1, 1, H, W)
-    lo_h, hi_h, lo_w, hi_w = (kh - 1) // 2, kh // 2, (kw - 1) // 2, kw // 2
-    boxed = _box_sum(_box_sum(stats, 3, lo_h, hi_h), 4, lo_w, hi_w)
-    count = _box_sum(_box_sum(ones, 3, lo_h, hi_h), 4, lo_w, hi_w)
-    mean = boxed[:, :, :1] / count
-    var = (boxed[:, :, 1:] / count - mean * mean).clamp(min=0)
-    rstd = torch.rsqrt(var + eps).to(cdt)
-    y = (centred + (a0 - mean).to(cdt)) * rstd   # mean_px - mu formed in float64
+    resid = centred.mean(2, keepdim=True)                 # m's rounding (0 in float64)
+    m64 = mean_px.double()
+    a0 = m64 - mean_px.mean((3, 4), keepdim=True).double()   # m - c, exact in float64
+    a = a0 + resid.double()
+    # the group's second moment about c: v - resid^2 + a^2 = v + a0 * (a + resid)
+    b = var_px.double() + a0 * (a + resid.double())
+    rows = _window_mean_matrix(h, (kh - 1) // 2, kh // 2, x.device).transpose(0, 1)
+    cols = _window_mean_matrix(w, (kw - 1) // 2, kw // 2, x.device)
+    mean = rows @ (a @ cols)
+    var = (rows @ (b @ cols) - mean * mean).to(cdt).clamp(min=0)
+    rstd = torch.rsqrt(var + eps)
+    y = (centred + (a0 - mean).to(cdt)) * rstd
     y = y.reshape(n, c, h, w)
     if weight is not None:
         y = y * weight.to(cdt).reshape(1, c, 1, 1)

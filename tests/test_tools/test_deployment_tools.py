@@ -32,3 +32,6 @@ def test_pytorch2onnx_tool_on_a_demo_detector(tmp_path):
     assert result['part'] == 'detector (backbone + neck + head)'
     assert len(result['max_abs_diff']) == 3
     assert max(result['max_abs_diff'].values()) <= 1e-3
+    # the record says how it was made (docs/benchmarks/deployment/*.json)
+    assert 'pytorch2onnx.py' in result['command'] and '--no-gn' in result['command']
+    assert result['formulation'] == 'lcn_mm/ops/onnx.py'

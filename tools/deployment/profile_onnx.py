@@ -22,6 +22,8 @@ def main() -> None:
     ap.add_argument('--shape', type=int, nargs=2, required=True)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--reps', type=int, default=10)
+    ap.add_argument('--by-shape', action='store_true',
+                    help='per (op type, output dtype and shape): which map sizes cost the time')
     args = ap.parse_args()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
@@ -36,10 +38,15 @@ def main() -> None:
     totals: collections.Counter = collections.Counter()
     for e in events:
         if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time'):
-            totals[e['args']['op_name']] += e['dur']
+            key = e['args']['op_name']
+            if args.by_shape:
+                out = e['args'].get('output_type_shape') or [{}]
+                key += ' ' + ' '.join(f'{t}{s}' for t, s in out[0].items())
+            totals[key] += e['dur']
     total = sum(totals.values())
-    print(f'{args.model}: kernel time per op type, {args.reps} runs, {args.threads} threads')
-    for op, us in totals.most_common(15):
+    what = 'op type and output' if args.by_shape else 'op type'
+    print(f'{args.model}: kernel time per {what}, {args.reps} runs, {args.threads} threads')
+    for op, us in totals.most_common(30 if args.by_shape else 15):
         print(f'{op:24s} {us / args.reps / 1e3:8.1f} ms/run  {100 * us / total:5.1f} %')
 
 

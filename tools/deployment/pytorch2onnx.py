@@ -162,6 +162,19 @@ def latency_ms(session, x: Tensor, reps: int) -> float:
     return statistics.median(times) * 1e3
 
 
+def use_formulation(path: Path) -> None:
+    """Make LCN export through ``local_context_norm_onnx`` of ``path`` (same process, same
+    models and inputs: the fair way to compare two formulations)."""
+    import importlib.util
+
+    # the module, not the function of the same name that lcn_mm.ops exports
+    lcn_module = importlib.import_module('lcn_mm.ops.local_context_norm')
+    spec = importlib.util.spec_from_file_location('lcn_onnx_formulation', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lcn_module.local_context_norm_onnx = module.local_context_norm_onnx
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('config')
@@ -175,7 +188,13 @@ def main() -> int:
     ap.add_argument('--reps', type=int, default=20, help='timed runs per model (median)')
     ap.add_argument('--no-gn', action='store_true', help='skip the GroupNorm latency twin')
     ap.add_argument('--json', type=Path, help='write the measurements here')
+    ap.add_argument('--formulation', type=Path,
+                    help='export LCN with local_context_norm_onnx from this file instead of '
+                         'lcn_mm/ops/onnx.py (A/B of an older revision: git show '
+                         'REV:lcn_mm/ops/onnx.py > FILE)')
     args = ap.parse_args()
+    if args.formulation:
+        use_formulation(args.formulation)
     if args.shape[0] % 32 or args.shape[1] % 32:
         raise SystemExit('--shape H W must be multiples of 32')
     torch.set_num_threads(args.threads)
@@ -205,7 +224,13 @@ def main() -> int:
         print(f'max |ONNX Runtime - PyTorch|, {name}: {diff:.3e}')
 
     x = torch.randn(1, 3, h, w)
-    result: Dict[str, Any] = dict(config=args.config, part=wrapper.part, shape=args.shape,
+    import onnxruntime
+
+    # the command and versions, so that a record can be re-run as it was made
+    result: Dict[str, Any] = dict(command=' '.join(['python'] + sys.argv),
+                                  torch=torch.__version__, onnxruntime=onnxruntime.__version__,
+                                  formulation=str(args.formulation or 'lcn_mm/ops/onnx.py'),
+                                  config=args.config, part=wrapper.part, shape=args.shape,
                                   checkpoint=args.checkpoint, threads=args.threads,
                                   reps=args.reps, max_abs_diff=checks,
                                   tolerance=args.tolerance,
