@@ -27,12 +27,19 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: What a run reads; edits elsewhere (docs, and the records a study appends to
+#: docs/results/ as it goes) do not make a record's commit ``+dirty``.
+RUN_INPUTS = ('lcn_mm', 'projects/aerial_demo', 'configs', 'data', 'tools', 'setup.py')
+
+
 def _git_commit(root: Path) -> str:
+    """HEAD, plus ``+dirty`` when tracked files a run reads differ from it."""
     try:
         out = subprocess.run(['git', '-C', str(root), 'rev-parse', '--short', 'HEAD'],
                              capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(['git', '-C', str(root), 'status', '--porcelain', '-uno'],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(['git', '-C', str(root), 'status', '--porcelain', '-uno', '--',
+                                *RUN_INPUTS], capture_output=True, text=True,
+                               timeout=10).stdout.strip()
         return out.stdout.strip() + ('+dirty' if dirty else '') if out.returncode == 0 else ''
     except (OSError, subprocess.SubprocessError):
         return ''
