@@ -2,7 +2,8 @@
 inference mode and double backward (issue #15).
 
 Numbers are checked against the independent float64 oracle (tests/oracle.py: two-pass
-statistics window offset by window offset, independent of lcn_mm's box sums). CUDA variants skip without a GPU.
+statistics window offset by window offset, independent of lcn_mm's box sums). CUDA variants
+skip without a GPU.
 """
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ def backend(request, monkeypatch):
 
 def conv_lcn(groups: int = 4, window=7) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), LCN(16, num_groups=groups,
-                                                              window_size=window), nn.ReLU())
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1),
+                         LCN(16, num_groups=groups, window_size=window), nn.ReLU())
 
 
 def resnet_lcn() -> nn.Module:
@@ -135,8 +136,8 @@ def test_resnet_compiles_without_graph_breaks():
 @pytest.mark.parametrize('device', DEVICES)
 def test_resnet_fullgraph_dynamic_matches_eager_without_recompiles(device):
     """fullgraph=True, dynamic=True; forward and parameter gradients equal eager at three
-    image sizes, with no recompilation after the first (AOTAutograd with the eager backend: this checks the
-    tracing; the inductor test below checks code generation)."""
+    image sizes, with no recompilation after the first (AOTAutograd with the eager backend: this
+    checks the tracing; the inductor test below checks code generation)."""
     from torch._dynamo.testing import CompileCounterWithBackend
     model = resnet_lcn().to(device)
     counter = CompileCounterWithBackend('aot_eager')
@@ -195,8 +196,8 @@ ONNX_CASES = [(32, 32, (3, 3)), (32, 16, (4, 2)), (32, 4, (7, 5)), (32, 1, (6, 6
 def test_onnx_formulation_matches_reference_and_kernels(c, g, window, backend):
     gen = torch.Generator().manual_seed(c + g)
     x = torch.randn(2, c, 12, 11, generator=gen, dtype=torch.float64) * 2 + 3
-    w, b = torch.randn(c, generator=gen, dtype=torch.float64), torch.randn(c, generator=gen,
-                                                                          dtype=torch.float64)
+    w = torch.randn(c, generator=gen, dtype=torch.float64)
+    b = torch.randn(c, generator=gen, dtype=torch.float64)
     want = window_lcn(x, g, *window, w, b)
     torch.testing.assert_close(local_context_norm_onnx(x, g, *window, w, b), want,
                                rtol=1e-9, atol=1e-9)

@@ -49,8 +49,8 @@ def lcn_to_gn(cfg: Any) -> Any:
             groups = cfg.get('num_groups')
             if groups is None:
                 raise SystemExit('the GN twin needs num_groups in the LCN norm_cfg')
-            return dict(type='GN', num_groups=groups, requires_grad=cfg.get('requires_grad',
-                                                                             True))
+            return dict(type='GN', num_groups=groups,
+                        requires_grad=cfg.get('requires_grad', True))
         return type(cfg)({k: lcn_to_gn(v) for k, v in cfg.items()})
     if isinstance(cfg, (list, tuple)):
         return type(cfg)(lcn_to_gn(v) for v in cfg)
@@ -215,8 +215,8 @@ def main() -> int:
     image = args.image or DEMO_IMAGES[scope]
     checks: Dict[str, float] = {
         f'random {h}x{w}': max_diff(session, wrapper, torch.randn(1, 3, h, w)),
-        f'random 2x{h + 64}x{w + 96}': max_diff(session, wrapper,
-                                                 torch.randn(2, 3, h + 64, w + 96)),
+        f'random 2x{h + 64}x{w + 96}': max_diff(
+            session, wrapper, torch.randn(2, 3, h + 64, w + 96)),
         f'demo image {image.name} {h}x{w}': max_diff(session, wrapper,
                                                      demo_batch(model, image, args.shape)),
     }
