@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import numbers
 import os
 import time
 from pathlib import Path
@@ -118,9 +119,12 @@ def eval_shifts(records: Iterable[dict], out: str, work_root: str,
             t0 = time.perf_counter()
             # first: Runner.val() (hooks' before_run, checkpoint loading); then the loop alone
             raw = runner.val() if i == 0 else runner.val_loop.run()
-            raw = {k: float(v) for k, v in raw.items() if isinstance(v, (int, float))}
-            metrics = {label: percent(k, raw.get(k, 0.0))
-                       for k, label in TASKS[src['task']].metrics.items()}
+            # numpy scalars too (mmseg's IoUMetric gives np.float32, which is not a float)
+            raw = {k: float(v) for k, v in raw.items() if isinstance(v, numbers.Real)}
+            missing = [k for k in TASKS[src['task']].metrics if k not in raw]
+            if missing:
+                raise KeyError(f'eval_shifts: the val loop gave no {missing} (got {sorted(raw)})')
+            metrics = {label: percent(k, raw[k]) for k, label in TASKS[src['task']].metrics.items()}
             rec = _derived(src, keys[shift], shift=shift, shift_params={}, shift_seed=shift_seed,
                            val_images=val_images, metrics=metrics, raw_metrics=raw,
                            wall_s=round(time.perf_counter() - t0, 1),

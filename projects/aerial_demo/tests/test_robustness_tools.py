@@ -55,9 +55,12 @@ def test_eval_shifts_records_each_shift_and_resumes(study_file: Path, tmp_path: 
         assert r['task'] == 'seg' and r['norm'] == 'GN' and r['seed'] == 0 and r['iters'] == 2
         assert r['checkpoint'] == src['checkpoint'] and r['val_images'] == 2
         assert 0 <= r['metrics']['mIoU'] <= 100 and r['wall_s'] >= 0
+        assert set(r['raw_metrics']) >= {'mIoU', 'aAcc'}
         assert all(r.get(k) is not None for k in ENV_FIELDS)
         assert 'eval_shifts' in r['command'] or 'pytest' in r['command']
     assert len({r['key'] for r in recs}) == 3
+    # the clean evaluation is the study's own evaluation of that checkpoint, same val images
+    assert recs[0]['metrics']['mIoU'] == pytest.approx(src['metrics']['mIoU'], abs=0.01)
     assert _tool('eval_shifts').main(args) == 0  # everything recorded: nothing appended
     assert len(_lines(out)) == 3
 
