@@ -6,15 +6,13 @@
 //
 // Per plane (one sample, one group of cpg channels, H x W pixels):
 //   statistics: per-pixel group mean m and M2 (one pass over the cpg channels, double), a
-//             shift K (mean of m over a sample of pixels), box sums of (m - K) and
+//             shift K (mean of m over 64 sampled pixels), box sums of (m - K) and
 //             (M2/cpg + (m - K)^2) with running sums along H then W, restarted every 128+
 //             outputs (double; O(1) per pixel whatever the window, rounding error independent
 //             of the map size), then
 //             the window mean mu and rstd.
 //   forward:  statistics, then y = ((x - mu_hi) - mu_lo) * rstd * weight + bias, where
 //             mu_hi + mu_lo is mu as two T values: x - mu is formed without rounding mu to T.
-//             mu and rstd are formed tile by tile right before the tile is normalized (and
-//             saved from there), so the H x W maps are not read and written again for them.
 //   backward: the statistics saved by the forward pass (a double map of mu and a T map of
 //             rstd) or, when none were saved, the statistics again from x; then
 //             A = sum_c w*dy, B = sum_c w*dy*xhat per pixel (and per-channel dw/db partials),
@@ -119,18 +117,15 @@ void box_sum(double* map, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int6
 }
 
 // Per-thread work buffers, kept between calls (page-faulting fresh H x W maps on every call
-// would cost as much as the arithmetic), and the reciprocal clipped window counts per row and
-// per column (the count of a pixel is their product).
+// would cost as much as the arithmetic).
 struct Scratch {
-  std::vector<double> a, b, c, d, tmp, acc, inv_ch, inv_cw;
-  void prepare(int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w) {
+  std::vector<double> a, b, c, d, tmp, acc, inv_cw;
+  void prepare(int64_t H, int64_t W, int64_t lo_w, int64_t hi_w) {
     const size_t hw = static_cast<size_t>(H * W);
     for (auto* v : {&a, &b, &c, &d, &tmp})
       if (v->size() < hw) v->resize(hw);
     acc.resize(W);
-    inv_ch.resize(H);
     inv_cw.resize(W);
-    for (int64_t i = 0; i < H; ++i) inv_ch[i] = 1.0 / count1d(i, H, lo_h, hi_h);
     for (int64_t j = 0; j < W; ++j) inv_cw[j] = 1.0 / count1d(j, W, lo_w, hi_w);
   }
 };
@@ -148,53 +143,32 @@ void release_if_huge(Scratch& s) {
   if (s.a.size() > kKeepPixels) s = Scratch();
 }
 
-// Pixels per tile in the loops over the channels of a group: the per-pixel values of a tile
-// (statistics, partial sums) stay in L1 while all cpg channels stream through, instead of
-// re-reading H x W double maps once per channel.
+// Pixels per tile in the loops over the channels of a group: the per-pixel partial sums of a
+// tile stay in L1 while all cpg channels stream through, instead of re-reading H x W double
+// maps once per channel.
 constexpr int64_t kTile = 512;
 
-// A tile: rows [i0, i1) and columns [j0, j1), contiguous in memory (whole rows, or a part of
-// one row when a row is longer than kTile): pixels p0 .. p0 + len - 1.
-struct Tile {
-  int64_t i0, i1, j0, j1, p0, len;
-};
-
-template <class F>
-void for_tiles(int64_t H, int64_t W, F&& f) {
-  if (W <= kTile) {
-    const int64_t rows = kTile / W;
-    for (int64_t i0 = 0; i0 < H; i0 += rows) {
-      const int64_t i1 = std::min(H, i0 + rows);
-      f(Tile{i0, i1, 0, W, i0 * W, (i1 - i0) * W});
-    }
-  } else {
-    for (int64_t i = 0; i < H; ++i)
-      for (int64_t j0 = 0; j0 < W; j0 += kTile) {
-        const int64_t j1 = std::min(W, j0 + kTile);
-        f(Tile{i, i + 1, j0, j1, i * W + j0, j1 - j0});
-      }
-  }
-}
-
-// Box sums of one (n, g) plane: s.a = box(m - K), s.b = box(M2/cpg + (m - K)^2) (H x W,
-// double); returns K. K is the mean of m over ~64 evenly spaced pixels, rounded to 8
-// significant bits (deterministic; one outlier pixel cannot move it far), so the squares stay
-// small where the data sit near their typical level. The final var = S2/n - (S1/n)^2 then
-// loses at most ~u * max(m - K)^2 (u = 2^-53): 1e-8 for values 1e4 away from K.
+// Window statistics of one (n, g) plane: s.a = mu and s.b = rstd (H x W, double).
+// The sums are taken of m - K with K the mean of m over 64 pixels (8 runs of 8), rounded to
+// 8 significant bits (deterministic; one outlier pixel cannot move it far), so the squares
+// stay small where the data sit near their typical level. The final var = S2/n - (S1/n)^2
+// then loses at most ~u * max(m - K)^2 (u = 2^-53): 1e-8 for values 1e4 away from K.
 template <typename T>
-double plane_sums(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h,
-                  int64_t lo_w, int64_t hi_w, Scratch& s) {
+void plane_stats(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h,
+                 int64_t lo_w, int64_t hi_w, double eps, Scratch& s) {
   const int64_t HW = H * W;
   const double inv_cpg = 1.0 / static_cast<double>(cpg);
-  const int64_t stride = std::max<int64_t>(1, HW / 64);
+  // 8 runs of 8 consecutive pixels, evenly spread (every pixel of smaller planes): a cache line
+  // or two per run and channel, where 64 scattered pixels cost a cache miss each (measured:
+  // 7 % of the forward pass at 32 channels per group).
+  const int64_t runs = HW >= 64 ? 8 : 1, run = HW >= 64 ? 8 : HW;
   double k = 0.0;
-  int64_t samples = 0;
-  for (int64_t p = 0; p < HW; p += stride, ++samples) {
-    double m = 0.0;
-    for (int64_t c = 0; c < cpg; ++c) m += static_cast<double>(xp[c * HW + p]);
-    k += m * inv_cpg;
-  }
-  k /= static_cast<double>(samples);
+  for (int64_t r = 0; r < runs; ++r)
+    for (int64_t c = 0; c < cpg; ++c) {
+      const T* xr = xp + c * HW + r * (HW / runs);
+      for (int64_t t = 0; t < run; ++t) k += static_cast<double>(xr[t]);
+    }
+  k *= inv_cpg / static_cast<double>(runs * run);
   // K rounded to 8 significant bits: m - K is then exact, so an exactly constant window (integer
   // or not, e.g. nodata) has exact box sums and its variance cancels to 0 instead of to rounding
   // noise that rstd = (v + eps)^-1/2, and the gradient w*dy*rstd there, would see at dv/(2 eps).
@@ -230,219 +204,185 @@ double plane_sums(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, 
   }
   box_sum(a, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc);
   box_sum(b, H, W, lo_h, hi_h, lo_w, hi_w, s.tmp, s.acc);
-  return k;
-}
-
-// Window mean and rstd of pixel p from its box sums (a1, b1), K and 1 / count.
-inline void window_stats(double a1, double b1, double inv_n, double k, double eps, double& mu,
-                         double& rstd) {
-  const double m = a1 * inv_n;
-  const double var = std::max(b1 * inv_n - m * m, 0.0);
-  mu = m + k;
-  rstd = 1.0 / std::sqrt(var + eps);
-}
-
-// mu (double) as hi + lo in T: (x - hi) - lo is x - mu with one rounding of the (small)
-// result, where x - T(mu) would carry mu's rounding to T (half an ulp of |mu|: 5e-4 at 1e4 in
-// float32) into every output.
-template <typename T>
-inline void split_mu(double mu, T& hi, T& lo) {
-  hi = static_cast<T>(mu);
-  lo = static_cast<T>(mu - static_cast<double>(hi));
-}
-
-// The statistics of one tile from the box sums (a, b), as T values for the normalization
-// (hi, lo, rf; indexed from the tile's first pixel) and, when mo is set, saved for the
-// backward pass (mu in double, rstd in T).
-template <typename T>
-void tile_stats(const double* a, const double* b, const Scratch& s, const Tile& tl, int64_t W,
-                double k, double eps, T* hi, T* lo, T* rf, double* mo, T* ro) {
-  const int64_t cols = tl.j1 - tl.j0;
-  const double* inv_cw = s.inv_cw.data() + tl.j0;
-  for (int64_t i = tl.i0; i < tl.i1; ++i) {
-    const int64_t p = i * W + tl.j0, t0 = (i - tl.i0) * cols;
-    const double inv_ch = s.inv_ch[i];
-    if (mo) {
+  const double* inv_cw = s.inv_cw.data();
+  for (int64_t i = 0; i < H; ++i) {
+    const double inv_ch = 1.0 / count1d(i, H, lo_h, hi_h);
+    double* ai = a + i * W;
+    double* bi = b + i * W;
 #pragma omp simd
-      for (int64_t j = 0; j < cols; ++j) {
-        double mu, r;
-        window_stats(a[p + j], b[p + j], inv_ch * inv_cw[j], k, eps, mu, r);
-        split_mu(mu, hi[t0 + j], lo[t0 + j]);
-        rf[t0 + j] = static_cast<T>(r);
-        mo[p + j] = mu;
-        ro[p + j] = rf[t0 + j];
-      }
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < cols; ++j) {
-        double mu, r;
-        window_stats(a[p + j], b[p + j], inv_ch * inv_cw[j], k, eps, mu, r);
-        split_mu(mu, hi[t0 + j], lo[t0 + j]);
-        rf[t0 + j] = static_cast<T>(r);
-      }
+    for (int64_t j = 0; j < W; ++j) {
+      const double inv_n = inv_ch * inv_cw[j];
+      const double mu = ai[j] * inv_n;
+      const double var = std::max(bi[j] * inv_n - mu * mu, 0.0);
+      ai[j] = mu + k;
+      bi[j] = 1.0 / std::sqrt(var + eps);
     }
+  }
+}
+
+// mu (double) as hi + lo in T, and rstd in T, for pixels [p0, p0 + len): (x - hi) - lo is
+// x - mu with one rounding of the (small) result, where x - T(mu) would carry mu's rounding
+// to T (half an ulp of |mu|: 5e-4 at 1e4 in float32) into every output.
+template <typename T>
+inline void split_stats(const double* mu, const double* rs, int64_t p0, int64_t len, T* hi,
+                        T* lo, T* rf) {
+  for (int64_t t = 0; t < len; ++t) {
+    hi[t] = static_cast<T>(mu[p0 + t]);
+    lo[t] = static_cast<T>(mu[p0 + t] - static_cast<double>(hi[t]));
+    rf[t] = static_cast<T>(rs[p0 + t]);
   }
 }
 
 template <typename T>
 void forward_impl(const T* x, const T* weight, const T* bias, T* y, double* mu_out,
-                  T* rstd_out, int64_t N, int64_t G, int64_t cpg, int64_t H, int64_t W,
-                  int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w, double eps,
-                  int nthreads) {
+                  T* rstd_out,
+                  int64_t N, int64_t G,
+                  int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h, int64_t lo_w,
+                  int64_t hi_w, double eps, int nthreads) {
   const int64_t HW = H * W, planes = N * G;
 #pragma omp parallel num_threads(nthreads)
   {
     Scratch& s = thread_scratch();
-    s.prepare(H, W, lo_h, hi_h, lo_w, hi_w);
+    s.prepare(H, W, lo_w, hi_w);
 #pragma omp for schedule(static)
     for (int64_t plane = 0; plane < planes; ++plane) {
       const int64_t g = plane % G;
       const T* xp = x + plane * cpg * HW;
       T* yp = y + plane * cpg * HW;
-      const double k = plane_sums(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, s);
-      double* mo = mu_out ? mu_out + plane * HW : nullptr;  // saved for the backward pass
-      T* ro = mu_out ? rstd_out + plane * HW : nullptr;
+      plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s);
+      // Normalize in the input precision (as GroupNorm does).
+      const double* mu = s.a.data();
+      const double* rs = s.b.data();
+      if (mu_out) {  // for the backward pass: mu in double, rstd as the normalization uses it
+        std::copy(mu, mu + HW, mu_out + plane * HW);
+        T* ro = rstd_out + plane * HW;
+        for (int64_t p = 0; p < HW; ++p) ro[p] = static_cast<T>(rs[p]);
+      }
       T hi[kTile], lo[kTile], rf[kTile];
-      // Statistics and normalization tile by tile, in the input precision (as GroupNorm).
-      for_tiles(H, W, [&](const Tile& tl) {
-        tile_stats(s.a.data(), s.b.data(), s, tl, W, k, eps, hi, lo, rf, mo, ro);
+      for (int64_t p0 = 0; p0 < HW; p0 += kTile) {
+        const int64_t len = std::min(kTile, HW - p0);
+        split_stats(mu, rs, p0, len, hi, lo, rf);
         for (int64_t c = 0; c < cpg; ++c) {
           const int64_t ch = g * cpg + c;
           const T w = weight ? weight[ch] : T(1);
           const T bb = bias ? bias[ch] : T(0);
-          const T* xc = xp + c * HW + tl.p0;
-          T* yc = yp + c * HW + tl.p0;
+          const T* xc = xp + c * HW + p0;
+          T* yc = yp + c * HW + p0;
 #pragma omp simd
-          for (int64_t t = 0; t < tl.len; ++t)
+          for (int64_t t = 0; t < len; ++t)
             yc[t] = ((xc[t] - hi[t]) - lo[t]) * (rf[t] * w) + bb;
         }
-      });
+      }
     }
     release_if_huge(s);
   }
 }
 
-// The backward pass of one plane given its statistics (mu in double, rstd as R: the T map the
-// forward pass saved, or double when recomputed).
-template <typename T, typename R>
-void backward_plane(const T* xp, const T* dyp, T* dxp, const T* weight, const double* mu,
-                    const R* rs, int64_t g, int64_t cpg, int64_t H, int64_t W, Scratch& s,
-                    double* sum_dxh, double* sum_d, double* wd, int64_t lo_h, int64_t hi_h,
-                    int64_t lo_w, int64_t hi_w) {
-  const int64_t HW = H * W;
-  // Any K near the data keeps (x - K) * box(beta) + box(alpha) from cancelling much.
-  const double k = mu[0];
-  for (int64_t c = 0; c < cpg; ++c) {
-    wd[c] = weight ? static_cast<double>(weight[g * cpg + c]) : 1.0;
-    sum_dxh[c] = sum_d[c] = 0.0;
-  }
-  // Pass 1, tile by tile: A = sum_c w*dy and B = sum_c w*dy*xhat per pixel, and the
-  // per-channel sums for dweight (dy*xhat) and dbias (dy), in a fixed order; then, while the
-  // tile is in L1, beta = -r^2 B / n and alpha = -r A / n - (mu - K) beta (n = cpg * count).
-  double* A = s.c.data();
-  double* B = s.d.data();
-  T hi[kTile], lo[kTile], rf[kTile];
-  for_tiles(H, W, [&](const Tile& tl) {
-    double* At = A + tl.p0;
-    double* Bt = B + tl.p0;
-    for (int64_t t = 0; t < tl.len; ++t) {
-      split_mu(mu[tl.p0 + t], hi[t], lo[t]);
-      rf[t] = static_cast<T>(rs[tl.p0 + t]);
-      At[t] = Bt[t] = 0.0;
-    }
-    for (int64_t c = 0; c < cpg; ++c) {
-      const T* xc = xp + c * HW + tl.p0;
-      const T* dc = dyp + c * HW + tl.p0;
-      const double w = wd[c];
-      double sdx = 0.0, sd = 0.0;
-#pragma omp simd reduction(+ : sdx, sd)
-      for (int64_t t = 0; t < tl.len; ++t) {
-        // xhat in the input precision, as the forward pass computed it.
-        const double h = static_cast<double>(((xc[t] - hi[t]) - lo[t]) * rf[t]);
-        const double d = static_cast<double>(dc[t]);
-        sdx += d * h;
-        sd += d;
-        At[t] += w * d;
-        Bt[t] += w * d * h;
-      }
-      sum_dxh[c] += sdx;
-      sum_d[c] += sd;
-    }
-    if (!dxp) return;
-    const int64_t cols = tl.j1 - tl.j0;
-    const double* inv_cw = s.inv_cw.data() + tl.j0;
-    for (int64_t i = tl.i0; i < tl.i1; ++i) {
-      const int64_t p = i * W + tl.j0;
-      const double inv_ch = 1.0 / (static_cast<double>(cpg) * count1d(i, H, lo_h, hi_h));
-#pragma omp simd
-      for (int64_t j = 0; j < cols; ++j) {
-        const double inv_n = inv_ch * inv_cw[j];
-        const double r = static_cast<double>(rs[p + j]);
-        const double beta = -r * r * B[p + j] * inv_n;
-        A[p + j] = -r * A[p + j] * inv_n - (mu[p + j] - k) * beta;
-        B[p + j] = beta;
-      }
-    }
-  });
-  if (!dxp) return;
-  // The adjoint of the clipped box sum is the box sum over the reflected window.
-  box_sum(A, H, W, hi_h, lo_h, hi_w, lo_w, s.tmp, s.acc);
-  box_sum(B, H, W, hi_h, lo_h, hi_w, lo_w, s.tmp, s.acc);
-  // Pass 2: dx = w*dy*r + box(alpha) + (x - K) * box(beta).
-  for (int64_t p0 = 0; p0 < HW; p0 += kTile) {
-    const int64_t len = std::min(kTile, HW - p0);
-    const double* At = A + p0;
-    const double* Bt = B + p0;
-    const R* rt = rs + p0;
-    for (int64_t c = 0; c < cpg; ++c) {
-      const double w = wd[c];
-      const T* xc = xp + c * HW + p0;
-      const T* dc = dyp + c * HW + p0;
-      T* out = dxp + c * HW + p0;
-#pragma omp simd
-      for (int64_t t = 0; t < len; ++t)
-        out[t] = static_cast<T>(w * static_cast<double>(dc[t]) * static_cast<double>(rt[t]) +
-                                At[t] + (static_cast<double>(xc[t]) - k) * Bt[t]);
-    }
-  }
-}
-
 template <typename T>
 void backward_impl(const T* x, const T* dy, const T* weight, const double* mu_in,
-                   const T* rstd_in, T* dx, double* dw_part, double* db_part, int64_t N,
-                   int64_t G, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h,
-                   int64_t lo_w, int64_t hi_w, double eps, int nthreads) {
+                   const T* rstd_in,
+                   T* dx, double* dw_part,
+                   double* db_part, int64_t N, int64_t G, int64_t cpg, int64_t H, int64_t W,
+                   int64_t lo_h, int64_t hi_h, int64_t lo_w, int64_t hi_w, double eps,
+                   int nthreads) {
   const int64_t HW = H * W, planes = N * G, C = G * cpg;
 #pragma omp parallel num_threads(nthreads)
   {
     Scratch& s = thread_scratch();
-    s.prepare(H, W, lo_h, hi_h, lo_w, hi_w);
+    s.prepare(H, W, lo_w, hi_w);
     std::vector<double> sum_dxh(cpg), sum_d(cpg), wd(cpg);
 #pragma omp for schedule(static)
     for (int64_t plane = 0; plane < planes; ++plane) {
       const int64_t n = plane / G, g = plane % G;
       const T* xp = x + plane * cpg * HW;
       const T* dyp = dy + plane * cpg * HW;
-      T* dxp = dx ? dx + plane * cpg * HW : nullptr;
-      if (mu_in) {  // saved by the forward pass: used where they are
-        backward_plane(xp, dyp, dxp, weight, mu_in + plane * HW, rstd_in + plane * HW, g, cpg,
-                       H, W, s, sum_dxh.data(), sum_d.data(), wd.data(), lo_h, hi_h, lo_w,
-                       hi_w);
-      } else {  // recomputed from x into s.a (mu) and s.b (rstd)
-        const double k = plane_sums(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, s);
-        for (int64_t i = 0; i < H; ++i) {
-          double* ai = s.a.data() + i * W;
-          double* bi = s.b.data() + i * W;
-#pragma omp simd
-          for (int64_t j = 0; j < W; ++j)
-            window_stats(ai[j], bi[j], s.inv_ch[i] * s.inv_cw[j], k, eps, ai[j], bi[j]);
+      if (mu_in) {  // saved by the forward pass
+        const double* mi = mu_in + plane * HW;
+        const T* ri = rstd_in + plane * HW;
+        std::copy(mi, mi + HW, s.a.begin());
+        for (int64_t p = 0; p < HW; ++p) s.b[p] = static_cast<double>(ri[p]);
+      } else {
+        plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s);
+      }
+      // Any K near the data keeps (x - K) * box(beta) + box(alpha) from cancelling much.
+      const double k = s.a[0];
+      const double* mu = s.a.data();
+      const double* rs = s.b.data();
+      for (int64_t c = 0; c < cpg; ++c) {
+        wd[c] = weight ? static_cast<double>(weight[g * cpg + c]) : 1.0;
+        sum_dxh[c] = sum_d[c] = 0.0;
+      }
+      // Pass 1, tile by tile: A = sum_c w*dy and B = sum_c w*dy*xhat per pixel, and the
+      // per-channel sums for dweight (dy*xhat) and dbias (dy), in a fixed order.
+      double* A = s.c.data();
+      double* B = s.d.data();
+      for (int64_t p0 = 0; p0 < HW; p0 += kTile) {
+        const int64_t len = std::min(kTile, HW - p0);
+        double* At = A + p0;
+        double* Bt = B + p0;
+        T hi[kTile], lo[kTile], rf[kTile];
+        split_stats(mu, rs, p0, len, hi, lo, rf);
+        for (int64_t t = 0; t < len; ++t) At[t] = Bt[t] = 0.0;
+        for (int64_t c = 0; c < cpg; ++c) {
+          const T* xc = xp + c * HW + p0;
+          const T* dc = dyp + c * HW + p0;
+          const double w = wd[c];
+          double sdx = 0.0, sd = 0.0;
+#pragma omp simd reduction(+ : sdx, sd)
+          for (int64_t t = 0; t < len; ++t) {
+            // xhat in the input precision, as the forward pass computed it.
+            const double h = static_cast<double>(((xc[t] - hi[t]) - lo[t]) * rf[t]);
+            const double d = static_cast<double>(dc[t]);
+            sdx += d * h;
+            sd += d;
+            At[t] += w * d;
+            Bt[t] += w * d * h;
+          }
+          sum_dxh[c] += sdx;
+          sum_d[c] += sd;
         }
-        backward_plane(xp, dyp, dxp, weight, s.a.data(), s.b.data(), g, cpg, H, W, s,
-                       sum_dxh.data(), sum_d.data(), wd.data(), lo_h, hi_h, lo_w, hi_w);
       }
       for (int64_t c = 0; c < cpg; ++c) {
         if (dw_part) dw_part[n * C + g * cpg + c] = sum_dxh[c];
         if (db_part) db_part[n * C + g * cpg + c] = sum_d[c];
+      }
+      if (!dx) continue;
+      // beta = -r^2 B / n and alpha = -r A / n - (mu - K) beta, n = cpg * window count.
+      const double* inv_cw = s.inv_cw.data();
+      for (int64_t i = 0; i < H; ++i) {
+        const double inv_ch = 1.0 / (static_cast<double>(cpg) * count1d(i, H, lo_h, hi_h));
+        double* Ai = A + i * W;
+        double* Bi = B + i * W;
+        const double* mi = mu + i * W;
+        const double* ri = rs + i * W;
+#pragma omp simd
+        for (int64_t j = 0; j < W; ++j) {
+          const double inv_n = inv_ch * inv_cw[j];
+          const double beta = -ri[j] * ri[j] * Bi[j] * inv_n;
+          Ai[j] = -ri[j] * Ai[j] * inv_n - (mi[j] - k) * beta;
+          Bi[j] = beta;
+        }
+      }
+      // The adjoint of the clipped box sum is the box sum over the reflected window.
+      box_sum(A, H, W, hi_h, lo_h, hi_w, lo_w, s.tmp, s.acc);
+      box_sum(B, H, W, hi_h, lo_h, hi_w, lo_w, s.tmp, s.acc);
+      // Pass 2: dx = w*dy*r + box(alpha) + (x - K) * box(beta).
+      T* dxp = dx + plane * cpg * HW;
+      for (int64_t p0 = 0; p0 < HW; p0 += kTile) {
+        const int64_t len = std::min(kTile, HW - p0);
+        const double* At = A + p0;
+        const double* Bt = B + p0;
+        const double* rt = rs + p0;
+        for (int64_t c = 0; c < cpg; ++c) {
+          const double w = wd[c];
+          const T* xc = xp + c * HW + p0;
+          const T* dc = dyp + c * HW + p0;
+          T* out = dxp + c * HW + p0;
+#pragma omp simd
+          for (int64_t t = 0; t < len; ++t)
+            out[t] = static_cast<T>(w * static_cast<double>(dc[t]) * rt[t] + At[t] +
+                                    (static_cast<double>(xc[t]) - k) * Bt[t]);
+        }
       }
     }
     release_if_huge(s);
