@@ -117,8 +117,9 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(dict(
-            command=' '.join(sys.argv), part=args.part, window=WINDOW, threads=1, torch=torch.__version__,
-            abi={k: s.abi for k, s in sides.items()}, raw=raw, summary=rows), indent=1))
+            command=' '.join(sys.argv), part=args.part, window=WINDOW, threads=1,
+            torch=torch.__version__, abi={k: s.abi for k, s in sides.items()}, raw=raw,
+            summary=rows), indent=1))
 
 
 if __name__ == '__main__':

@@ -135,11 +135,11 @@ def paired(args: argparse.Namespace, cases: str) -> dict:
         labels = [lab for c in labels for lab in (c, c + ' [fwd]')]
     raw = {lab: [] for lab in labels}
     for r in range(args.rounds):
+        roots = {'A': args.baseline, 'B': args.candidate}
         procs = {tag: subprocess.Popen(
             [sys.executable, '-c', WORKER, str(root.resolve()), str(args.threads),
              'pure' if args.pure else 'kernel', cases], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True) for tag, root in (('A', args.baseline),
-                                                                  ('B', args.candidate))}
+            stdout=subprocess.PIPE, text=True) for tag, root in roots.items()}
         for proc in procs.values():
             assert proc.stdout.readline().strip() == 'ready'
         calls = {lab: max(1, int(args.min_sample / max(_ask(procs['A'], lab, 1), 1e-9)))
