@@ -43,3 +43,12 @@ def test_op_ab_paired_mode(tmp_path: Path) -> None:
     assert [r['case'] for r in rec['summary']] == ['FPN P5 /32, cpg 8', 'FPN P5 /32, cpg 8 [fwd]']
     for row in rec['summary']:
         assert len(rec['raw'][row['case']]) == 2 and row['q1'] <= row['ratio'] <= row['q3']
+
+
+def test_op_ab_rounds_mode(tmp_path: Path) -> None:
+    out = tmp_path / 'ab.json'
+    _run('ab_lcn_speed.py', str(ROOT), str(ROOT), '--cases', 'deployment', '--match', 'P5',
+         '--rounds', '2', '--reps', '1', '--out', str(out))
+    rec = json.loads(out.read_text())
+    assert [r['case'] for r in rec['summary']] == ['FPN P5 /32, cpg 8']  # no [fwd] without --fwd
+    assert len(rec['raw']['A']) == len(rec['raw']['B']) == 2 and rec['summary'][0]['ratio'] > 0

@@ -44,60 +44,18 @@ CASE_SETS = {
 
 CHILD = r'''
 import json, sys, time, torch
-sys.path.insert(0, sys.argv[1])
+root, threads, path, cases, mode = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]
+sys.path.insert(0, root)
 import lcn_mm.ops as ops
 from lcn_mm.ops import native
-if sys.argv[5] == 'pure':
+if path == 'pure':
     native.supports = lambda x: False
 else:
     assert native.library() is not None, 'kernels not built'
-threads = int(sys.argv[2])
 torch.set_num_threads(threads)
 clock = time.thread_time if threads == 1 else time.perf_counter
-reps, fwd, min_sample = int(sys.argv[3]), sys.argv[6] == 'fwd', float(sys.argv[7])
-def best(fn):
-    t0 = clock(); fn(); calls = max(1, int(min_sample / max(clock() - t0, 1e-9)))
-    times = []
-    for _ in range(reps):
-        t0 = clock()
-        for _ in range(calls):
-            fn()
-        times.append((clock() - t0) / calls)
-    return min(times)
-out = {}
-for label, shape, g, k, with_bias in json.loads(sys.argv[4]):
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(*shape, generator=gen).requires_grad_(True)
-    w = torch.ones(shape[1], requires_grad=True)
-    b = torch.zeros(shape[1], requires_grad=True) if with_bias else None
-    inputs = (x, w, b) if with_bias else (x, w)
-    gy = torch.randn(*shape, generator=gen)
-    def step():
-        y = ops.local_context_norm(x, g, k, w, b)
-        torch.autograd.grad(y, inputs, gy)
-    def forward():
-        with torch.no_grad():
-            ops.local_context_norm(x, g, k, w, b)
-    out[label] = best(step)
-    if fwd:
-        out[label + ' [fwd]'] = best(forward)
-print(json.dumps(out))
-'''
-
-
-WORKER = r'''
-import json, sys, time, torch
-sys.path.insert(0, sys.argv[1])
-import lcn_mm.ops as ops
-from lcn_mm.ops import native
-if sys.argv[3] == 'pure':
-    native.supports = lambda x: False
-else:
-    assert native.library() is not None, 'kernels not built'
-torch.set_num_threads(int(sys.argv[2]))
-clock = time.thread_time if sys.argv[2] == '1' else time.perf_counter
 fns = {}
-for label, shape, g, k, with_bias in json.loads(sys.argv[4]):
+for label, shape, g, k, with_bias in json.loads(cases):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(*shape, generator=gen).requires_grad_(True)
     w = torch.ones(shape[1], requires_grad=True)
@@ -110,15 +68,26 @@ for label, shape, g, k, with_bias in json.loads(sys.argv[4]):
         with torch.no_grad():
             ops.local_context_norm(x, g, k, w, b)
     fns[label], fns[label + ' [fwd]'] = step, forward
-    step(), forward()
-print('ready', flush=True)
-for line in sys.stdin:
-    label, calls = json.loads(line)
-    fn = fns[label]
+def timed(fn, calls):
     t0 = clock()
     for _ in range(calls):
         fn()
-    print(json.dumps((clock() - t0) / calls), flush=True)
+    return (clock() - t0) / calls
+if mode == 'serve':  # paired mode: one sample per request on stdin
+    for fn in fns.values():
+        fn()
+    print('ready', flush=True)
+    for line in sys.stdin:
+        label, calls = json.loads(line)
+        print(json.dumps(timed(fns[label], calls)), flush=True)
+else:  # rounds mode: the best of `reps` samples per case
+    reps, fwd, min_sample = int(sys.argv[6]), sys.argv[7] == 'fwd', float(sys.argv[8])
+    out = {}
+    for label, fn in fns.items():
+        if fwd or not label.endswith(' [fwd]'):
+            calls = max(1, int(min_sample / max(timed(fn, 1), 1e-9)))
+            out[label] = min(timed(fn, calls) for _ in range(reps))
+    print(json.dumps(out))
 '''
 
 
@@ -137,8 +106,8 @@ def paired(args: argparse.Namespace, cases: str) -> dict:
     for r in range(args.rounds):
         roots = {'A': args.baseline, 'B': args.candidate}
         procs = {tag: subprocess.Popen(
-            [sys.executable, '-c', WORKER, str(root.resolve()), str(args.threads),
-             'pure' if args.pure else 'kernel', cases], stdin=subprocess.PIPE,
+            [sys.executable, '-c', CHILD, str(root.resolve()), str(args.threads),
+             'pure' if args.pure else 'kernel', cases, 'serve'], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True) for tag, root in roots.items()}
         for proc in procs.values():
             assert proc.stdout.readline().strip() == 'ready'
@@ -204,9 +173,9 @@ def main() -> None:
     for r in range(args.rounds):
         for tag, root in (('A', args.baseline), ('B', args.candidate)):
             res = subprocess.run([sys.executable, '-c', CHILD, str(root.resolve()),
-                                  str(args.threads), str(args.reps), cases,
-                                  'pure' if args.pure else 'kernel',
-                                  'fwd' if args.fwd else 'fwd_bwd', str(args.min_sample)],
+                                  str(args.threads), 'pure' if args.pure else 'kernel', cases,
+                                  'rounds', str(args.reps), 'fwd' if args.fwd else 'fwd_bwd',
+                                  str(args.min_sample)],
                                  capture_output=True, text=True, check=True)
             raw[tag].append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(f'round {r + 1}/{args.rounds} done', file=sys.stderr, flush=True)
