@@ -148,14 +148,15 @@ void release_if_huge(Scratch& s) {
 // maps once per channel.
 constexpr int64_t kTile = 512;
 
-// Window statistics of one (n, g) plane: s.a = mu and s.b = rstd (H x W, double).
+// Window statistics of one (n, g) plane: mu into mu_out (H x W, double: s.a, or the map saved
+// for the backward pass, so that it is not copied there) and rstd into s.b.
 // The sums are taken of m - K with K the mean of m over ~64 evenly spaced pixels, rounded to
-// 8 significant bits (deterministic; one outlier pixel cannot move it far), so the squares stay small where the
-// data sit near their typical level. The final var = S2/n - (S1/n)^2 then loses at most
-// ~u * max(m - K)^2 (u = 2^-53): 1e-8 for values 1e4 away from K.
+// 8 significant bits (deterministic; one outlier pixel cannot move it far), so the squares stay
+// small where the data sit near their typical level. The final var = S2/n - (S1/n)^2 then
+// loses at most ~u * max(m - K)^2 (u = 2^-53): 1e-8 for values 1e4 away from K.
 template <typename T>
 void plane_stats(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, int64_t hi_h,
-                 int64_t lo_w, int64_t hi_w, double eps, Scratch& s) {
+                 int64_t lo_w, int64_t hi_w, double eps, Scratch& s, double* mu_out) {
   const int64_t HW = H * W;
   const double inv_cpg = 1.0 / static_cast<double>(cpg);
   const int64_t stride = std::max<int64_t>(1, HW / 64);
@@ -205,14 +206,15 @@ void plane_stats(const T* xp, int64_t cpg, int64_t H, int64_t W, int64_t lo_h, i
   const double* inv_cw = s.inv_cw.data();
   for (int64_t i = 0; i < H; ++i) {
     const double inv_ch = 1.0 / count1d(i, H, lo_h, hi_h);
-    double* ai = a + i * W;
+    const double* ai = a + i * W;
     double* bi = b + i * W;
+    double* mi = mu_out + i * W;
 #pragma omp simd
     for (int64_t j = 0; j < W; ++j) {
       const double inv_n = inv_ch * inv_cw[j];
       const double mu = ai[j] * inv_n;
       const double var = std::max(bi[j] * inv_n - mu * mu, 0.0);
-      ai[j] = mu + k;
+      mi[j] = mu + k;
       bi[j] = 1.0 / std::sqrt(var + eps);
     }
   }
@@ -247,12 +249,12 @@ void forward_impl(const T* x, const T* weight, const T* bias, T* y, double* mu_o
       const int64_t g = plane % G;
       const T* xp = x + plane * cpg * HW;
       T* yp = y + plane * cpg * HW;
-      plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s);
+      // mu straight into the saved map when the backward pass wants it (double), else s.a
+      double* mu = mu_out ? mu_out + plane * HW : s.a.data();
+      plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s, mu);
       // Normalize in the input precision (as GroupNorm does).
-      const double* mu = s.a.data();
       const double* rs = s.b.data();
-      if (mu_out) {  // for the backward pass: mu in double, rstd as the normalization uses it
-        std::copy(mu, mu + HW, mu_out + plane * HW);
+      if (mu_out) {  // rstd for the backward pass, as the normalization uses it
         T* ro = rstd_out + plane * HW;
         for (int64_t p = 0; p < HW; ++p) ro[p] = static_cast<T>(rs[p]);
       }
@@ -294,17 +296,17 @@ void backward_impl(const T* x, const T* dy, const T* weight, const double* mu_in
       const int64_t n = plane / G, g = plane % G;
       const T* xp = x + plane * cpg * HW;
       const T* dyp = dy + plane * cpg * HW;
-      if (mu_in) {  // saved by the forward pass
-        const double* mi = mu_in + plane * HW;
+      const double* mu;
+      if (mu_in) {  // saved by the forward pass: mu used where it is
+        mu = mu_in + plane * HW;
         const T* ri = rstd_in + plane * HW;
-        std::copy(mi, mi + HW, s.a.begin());
         for (int64_t p = 0; p < HW; ++p) s.b[p] = static_cast<double>(ri[p]);
       } else {
-        plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s);
+        plane_stats(xp, cpg, H, W, lo_h, hi_h, lo_w, hi_w, eps, s, s.a.data());
+        mu = s.a.data();
       }
       // Any K near the data keeps (x - K) * box(beta) + box(alpha) from cancelling much.
-      const double k = s.a[0];
-      const double* mu = s.a.data();
+      const double k = mu[0];
       const double* rs = s.b.data();
       for (int64_t c = 0; c < cpg; ++c) {
         wd[c] = weight ? static_cast<double>(weight[g * cpg + c]) : 1.0;
